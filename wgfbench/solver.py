@@ -1,0 +1,91 @@
+"""The :class:`Solver` contract and its typed, validated configuration."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pydantic
+
+from wgfbench.context import TIERS, Context
+from wgfbench.errors import ConfigError
+from wgfbench.problem import Problem
+from wgfbench.trajectory import Trajectory
+
+
+class SolverConfig(pydantic.BaseModel):
+    """Base of every solver's config: typed fields, unknown keys rejected, immutable.
+
+    Subclass it with typed fields and defaults, e.g. ``dt: PositiveFloat = 1e-3``.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+Support = bool | str
+"""``supports`` returns ``True``, or a string saying why the problem is not supported."""
+
+
+def _format_validation_error(solver: str, exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "<config>"
+        parts.append(f"field {field!r}: {err['msg']} (got {err.get('input')!r})")
+    return f"invalid config for solver {solver!r}: " + "; ".join(parts)
+
+
+class Solver(ABC):
+    """A WGF solver plugin.
+
+    Class attributes: ``name`` (registry name), ``citation`` (BibTeX), ``Config`` (a
+    :class:`SolverConfig` subclass) and ``presets`` (tier name → field overrides). Instances hold a
+    validated ``config``; build them with ``Solver.for_tier(tier, **overrides)``.
+
+    ``prepare`` does the offline work (training, fitting; charged as prepare time) and ``solve``
+    integrates the flow from ``problem.initial`` to ``problem.times[-1]``, returning a
+    :class:`Trajectory` with one snapshot per ``problem.times``.
+    """
+
+    name: ClassVar[str]
+    citation: ClassVar[str] = ""
+    Config: ClassVar[type[SolverConfig]] = SolverConfig
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def __init__(self, config: SolverConfig | Mapping[str, Any] | None = None):
+        if config is None:
+            config = {}
+        if isinstance(config, Mapping):
+            try:
+                config = self.Config(**config)
+            except pydantic.ValidationError as exc:
+                raise ConfigError(_format_validation_error(self.name, exc)) from None
+        elif not isinstance(config, self.Config):
+            raise ConfigError(f"solver {self.name!r} expects a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    @classmethod
+    def for_tier(cls, tier: str, **overrides: Any) -> Solver:
+        """The solver configured with ``presets[tier]`` updated by ``overrides``."""
+        if tier not in TIERS:
+            raise ConfigError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}")
+        return cls({**cls.presets.get(tier, {}), **overrides})
+
+    def supports(self, problem: Problem) -> Support:
+        return True
+
+    def prepare(self, problem: Problem, ctx: Context) -> None:  # noqa: B027 - optional hook
+        """Offline work before ``solve`` (default: none)."""
+
+    @abstractmethod
+    def solve(self, problem: Problem, ctx: Context) -> Trajectory: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+def support_reason(result: Support) -> str | None:
+    """``None`` when supported, else the reason (a bare ``False`` gets a generic one)."""
+    if result is True:
+        return None
+    return result if isinstance(result, str) and result else "not supported"
