@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,37 @@ class Context:
     progress: ProgressCallback = _no_progress
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("wgfbench.solver"))
     _started: float = field(default_factory=time.perf_counter, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        seed: int,
+        tier: Tier | str = "smoke",
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+        artifacts: Path | str | None = None,
+        budget_seconds: float | None = None,
+        progress: ProgressCallback = _no_progress,
+        logger: logging.Logger | None = None,
+    ) -> Context:
+        """A context seeded with ``seed`` (both generators) for ``tier``; the budget defaults to
+        the tier's. ``artifacts`` defaults to a fresh temporary directory."""
+        tier = get_tier(tier) if isinstance(tier, str) else tier
+        device = torch.device(device)
+        if artifacts is None:
+            artifacts = Path(tempfile.mkdtemp(prefix="wgfbench-artifacts-"))
+        return cls(
+            device=device,
+            dtype=dtype,
+            generator=make_generator(seed, device),
+            seed=seed,
+            cpu_generator=make_generator(seed, "cpu"),
+            tier=tier,
+            artifacts=Path(artifacts),
+            budget_seconds=tier.budget_seconds if budget_seconds is None else budget_seconds,
+            progress=progress,
+            logger=logger or logging.getLogger("wgfbench.solver"),
+        )
 
     def restart_clock(self) -> None:
         self._started = time.perf_counter()
