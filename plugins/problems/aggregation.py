@@ -1,1 +1,404 @@
-"""placeholder until written."""
+r"""Aggregation equation :math:`\partial_t\rho = \nabla\cdot(\rho\,\nabla W*\rho)` with exact references.
+
+The aggregation equation is the Wasserstein gradient flow of the interaction energy
+:math:`\mathcal E(\rho)=\tfrac12\iint W(x-y)\rho(x)\rho(y)\,dx\,dy` (Carrillo, McCann & Villani,
+*Rev. Mat. Iberoam.* 19 (2003); Deep JKO eq. (2) with :math:`U=V=0`). Particles move with velocity
+:math:`v(x) = -\nabla W*\rho(x)`. Two kernels have exact solutions (``PROBLEMS.md``, "Aggregation"):
+
+* :math:`W=|x|^2/2`: :math:`-\nabla W*\rho(x) = -(x-\bar x)`, the mean :math:`\bar x` is conserved and
+  :math:`X(t) = \bar x + e^{-t}(X_0-\bar x)` (a linear contraction; Gaussian mixtures stay mixtures).
+* :math:`W=|x|^2/2 + N_d` with the Newtonian repulsion :math:`N_d` (:class:`wgfbench.Newtonian`) and
+  radial data about :math:`c`: by Newton's shell theorem
+  :math:`-\nabla N_d*\rho(x) = (x-c)\,m(|x-c|)/|x-c|^d`, :math:`m(r)` the mass
+  within radius :math:`r`, which particles keep (they never cross). With
+  :math:`s = |X-c|^d`, :math:`\dot s = -d s + d\,m_0(r_0)`, hence (derived)
+
+  .. math::  |X(t)-c|^d = m_0(r_0) + (r_0^d - m_0(r_0))e^{-dt},\qquad r_0=|X_0-c|,
+
+  directions fixed; the law tends to the uniform density :math:`1/\omega_d` on the unit ball
+  (Bertozzi, Laurent & Léger, *M3AS* 22 (2012); Fetecau, Huang & Kolokolnikov,
+  *Nonlinearity* 24 (2011)).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import wgfbench
+from wgfbench.energy import Energy, Interaction, Newtonian, Quadratic
+from wgfbench.estimators import log_unit_ball_volume
+from wgfbench.problem import Box, InitialFamily, Mobility, Problem
+from wgfbench.references import (
+    DTYPE,
+    Distribution,
+    DistributionPath,
+    Gaussian,
+    GaussianMixture,
+    Reference,
+    ReferenceKind,
+    as_tensor,
+)
+from wgfbench.registry import ProblemRegistry
+
+FAMILY = "aggregation"
+
+
+# ----------------------------------------------------------------------------------------------
+# W = c|x|^2/2: linear contraction to the mean
+
+
+def contracted_mixture(initial: GaussianMixture, t: float, c: float = 1.0) -> GaussianMixture:
+    r"""The law of :math:`X(t) = \bar x + e^{-ct}(X_0-\bar x)` for :math:`X_0` ~ ``initial``.
+
+    Exact solution of :math:`\partial_t\rho=\nabla\cdot(\rho\nabla W*\rho)` with :math:`W=c|x|^2/2`
+    (``PROBLEMS.md``, "Aggregation"): component means :math:`\bar x + e^{-ct}(m_k-\bar x)`,
+    covariances :math:`e^{-2ct}\Sigma_k`, weights unchanged. Float64.
+    """
+    x_bar = initial.mean()
+    shrink = math.exp(-c * t)
+    means = torch.stack([x_bar + shrink * (comp.mean() - x_bar) for comp in initial.components])
+    covs = torch.stack([shrink**2 * comp.cov() for comp in initial.components])
+    return GaussianMixture(initial.weights, means, covs)
+
+
+def quadratic_aggregation_reference(initial: GaussianMixture, c: float = 1.0) -> DistributionPath:
+    r"""Exact reference for :math:`W=c|x|^2/2` from a Gaussian mixture (:func:`contracted_mixture`).
+
+    Its energy is :math:`\tfrac12\mathbb E[W(X-X')] = \tfrac c4\mathbb E|X-X'|^2
+    = \tfrac c2\,\mathrm{tr}\,\mathrm{Cov}(t) = \tfrac c2 e^{-2ct}\,\mathrm{tr}\,\mathrm{Cov}_0`.
+    """
+    trace0 = float(torch.trace(initial.cov()))
+    return DistributionPath(
+        lambda t: contracted_mixture(initial, t, c),
+        dim=initial.dim,
+        energy=lambda t: 0.5 * c * math.exp(-2 * c * t) * trace0,
+    )
+
+
+def random_mixture(d: int, generator: torch.Generator, n_components: int = 3) -> GaussianMixture:
+    r"""A random Gaussian mixture: weights :math:`\propto` i.i.d. Exp(1) (a flat Dirichlet), means
+    :math:`U[-2.5,2.5]^d`, covariances :math:`Q\,\mathrm{diag}(\sigma^2)Q^\top` with
+    :math:`\sigma\sim U[0.3,0.8]` and :math:`Q` a random orthogonal matrix (QR of a Gaussian)."""
+    weights = -torch.log(torch.rand(n_components, generator=generator, dtype=DTYPE))
+    weights = weights / weights.sum()
+    means = 5.0 * torch.rand(n_components, d, generator=generator, dtype=DTYPE) - 2.5
+    covs = []
+    for _ in range(n_components):
+        q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=DTYPE))
+        sigma = 0.3 + 0.5 * torch.rand(d, generator=generator, dtype=DTYPE)
+        covs.append(q @ torch.diag(sigma**2) @ q.T)
+    return GaussianMixture(weights, means, torch.stack(covs))
+
+
+def _mixture_box(mixture: GaussianMixture, n_sigma: float = 7.0) -> Box:
+    """The smallest box containing every component's mean ± ``n_sigma`` marginal standard deviations."""
+    lows = torch.stack([c.mean() - n_sigma * torch.diagonal(c.cov()).sqrt() for c in mixture.components])
+    highs = torch.stack([c.mean() + n_sigma * torch.diagonal(c.cov()).sqrt() for c in mixture.components])
+    return Box(tuple(lows.min(0).values.tolist()), tuple(highs.max(0).values.tolist()))
+
+
+QUADRATIC_2D_INITIAL = {
+    "weights": [0.5, 0.3, 0.2],
+    "means": [[1.5, 0.5], [-1.0, 2.0], [2.5, 2.5]],
+    "covs": [[[0.30, 0.10], [0.10, 0.20]], [[0.25, -0.05], [-0.05, 0.40]], [[0.10, 0.0], [0.0, 0.10]]],
+}
+
+
+def make_quadratic_2d() -> Problem:
+    r"""``aggregation/quadratic-2d``: :math:`W=|x|^2/2` from a three-component Gaussian mixture with
+    mean :math:`(0.95, 1.35)`; exact reference :func:`contracted_mixture`."""
+    initial = GaussianMixture(**QUADRATIC_2D_INITIAL)
+    reference = quadratic_aggregation_reference(initial)
+
+    def draw(generator: torch.Generator) -> tuple[Distribution, Reference]:
+        member = random_mixture(2, generator)
+        return member, quadratic_aggregation_reference(member)
+
+    return Problem(
+        name=f"{FAMILY}/quadratic-2d",
+        family=FAMILY,
+        dim=2,
+        energy=Energy([Interaction(Quadratic(1.0))]),
+        initial=initial,
+        times=(0.0, 0.25, 0.5, 1.0, 2.0),
+        dt=0.05,
+        references={"pde": reference},
+        primary_metric="w2",
+        mobility=Mobility("wasserstein"),
+        box=_mixture_box(initial),
+        initial_family=InitialFamily(
+            description="3-component Gaussian mixtures, random weights, means U[-2.5,2.5]^2, rotated "
+            "covariances with std U[0.3,0.8] (exact linear contraction)",
+            draw=draw,
+        ),
+        version=1,
+        description=(
+            "Aggregation d_t rho = div(rho grad W*rho), W = |x|^2/2, in 2-D from a Gaussian mixture with "
+            "non-zero mean; exact reference X(t) = mean + exp(-t)(X0 - mean)."
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# W = |x|^2/2 + N_d: exact radial map to the uniform unit ball
+
+
+class UniformBall(Distribution):
+    r"""The uniform law on the ball :math:`B(c, a)`: density :math:`1/(\omega_d a^d)` inside, 0 outside."""
+
+    def __init__(self, d: int, radius: float, centre: Tensor | None = None):
+        self.dim, self.radius = d, float(radius)
+        self.centre = torch.zeros(d, dtype=DTYPE) if centre is None else as_tensor(centre).reshape(d)
+        self._log_rho = -(log_unit_ball_volume(d) + d * math.log(self.radius))
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        r"""Exact samples :math:`c + a\,V^{1/d}U`, :math:`V\sim U[0,1]`, :math:`U` uniform on the sphere."""
+        z = torch.randn(n, self.dim, generator=generator, dtype=DTYPE)
+        u = torch.rand(n, generator=generator, dtype=DTYPE)
+        return self.centre + self.radius * (u ** (1 / self.dim))[:, None] * z / z.norm(dim=1, keepdim=True)
+
+    def log_density(self, x: Tensor) -> Tensor:
+        r = torch.linalg.vector_norm(as_tensor(x) - self.centre, dim=-1)
+        return torch.where(r <= self.radius, torch.full_like(r, self._log_rho), -math.inf)
+
+    def mass_within(self, r: Tensor) -> Tensor:
+        r""":math:`m_0(r) = \min(r/a, 1)^d`."""
+        return (r / self.radius).clamp(0.0, 1.0) ** self.dim
+
+    def mean(self) -> Tensor:
+        return self.centre.clone()
+
+    def cov(self) -> Tensor:
+        r""":math:`a^2/(d+2)\,I`."""
+        return self.radius**2 / (self.dim + 2) * torch.eye(self.dim, dtype=DTYPE)
+
+
+def gaussian_mass_within(r: Tensor, scale: float, d: int) -> Tensor:
+    r"""Mass of :math:`\mathcal N(c, s^2 I_d)` within radius ``r`` of :math:`c`: the :math:`\chi^2_d`
+    CDF at :math:`r^2/s^2`, i.e. :math:`P(d/2, r^2/(2s^2))` (regularised lower incomplete gamma);
+    for :math:`d=2`, :math:`1-e^{-r^2/(2s^2)}`. ``r``: any shape, float64."""
+    z = 0.5 * (r / scale) ** 2
+    if d == 2:
+        return -torch.expm1(-z)
+    return torch.special.gammainc(torch.full_like(z, 0.5 * d), z)
+
+
+def _gauss_legendre_panels(b: float, n_panels: int = 200, order: int = 16) -> tuple[Tensor, Tensor]:
+    """Nodes and weights of composite Gauss–Legendre quadrature on ``[0, b]`` (float64)."""
+    x, w = np.polynomial.legendre.leggauss(order)
+    edges = np.linspace(0.0, b, n_panels + 1)
+    half = 0.5 * np.diff(edges)
+    nodes = (edges[:-1, None] + half[:, None] * (x[None, :] + 1.0)).ravel()
+    weights = (half[:, None] * w[None, :]).ravel()
+    return torch.from_numpy(nodes), torch.from_numpy(weights)
+
+
+class RadialAggregation(Reference):
+    r"""Exact reference for :math:`W = |x|^2/2 + N_d` from a law radial about ``centre``.
+
+    Exact samples push exact initial samples through the radial map (module docstring). The
+    density follows from mass conservation in :math:`s=r^d` (derived): with
+    :math:`dm_0/ds_0 = \omega_d\rho_0(r_0)` and :math:`ds/ds_0 = e^{-dt} + (1-e^{-dt})\omega_d\rho_0`,
+
+    .. math::  \rho_t(x) = \frac{\rho_0(x_0)}{e^{-dt} + (1-e^{-dt})\,\omega_d\,\rho_0(x_0)},
+               \qquad x_0 = c + (x-c)\,r_0/r,
+
+    where :math:`r_0` solves :math:`r^d = m_0(r_0) + (r_0^d-m_0(r_0))e^{-dt}` (monotone in
+    :math:`s_0=r_0^d`; solved by vectorised bisection in float64).
+
+    Parameters
+    ----------
+    initial:
+        :math:`\rho_0`, radial about ``centre``, with exact samples and a log-density.
+    mass_within:
+        :math:`m_0(r)`, the initial mass within radius ``r`` of the centre (tensor → tensor).
+    support_radius:
+        Radius of the initial support when bounded (``None`` for full support); used to bound
+        the radial quadrature behind :meth:`cov` and :meth:`energy`.
+    centre:
+        The centre :math:`c` (also ``radial_centre``); the origin by default.
+    """
+
+    kind: ClassVar[ReferenceKind] = "exact"
+
+    def __init__(
+        self,
+        initial: Distribution,
+        mass_within: Callable[[Tensor], Tensor],
+        support_radius: float | None = None,
+        centre: Tensor | None = None,
+    ):
+        self.initial, self.mass_within, self.dim = initial, mass_within, initial.dim
+        self.support_radius = support_radius
+        self.radial_centre = torch.zeros(self.dim, dtype=DTYPE) if centre is None else as_tensor(centre)
+        self.log_omega = log_unit_ball_volume(self.dim)
+        self.provenance = "exact radial map for W = |x|^2/2 + N_d (PROBLEMS.md, Aggregation)"
+        self._radial_quadrature: tuple[Tensor, Tensor] | None = None
+
+    # -- the radial map ------------------------------------------------------------------------
+
+    def evolved_radius(self, r0: Tensor, t: float) -> Tensor:
+        r""":math:`r(t) = [m_0(r_0)(1-e^{-dt}) + r_0^d e^{-dt}]^{1/d}` for initial radii ``r0``
+        (any shape, float64)."""
+        d = self.dim
+        decay = math.exp(-d * t)
+        return (self.mass_within(r0) * (-math.expm1(-d * t)) + r0**d * decay) ** (1.0 / d)
+
+    def initial_radius(self, r: Tensor, t: float, max_iter: int = 400) -> Tensor:
+        r"""Invert :meth:`evolved_radius`: the :math:`r_0` with :math:`r(t)=r`, by bisection on
+        :math:`s_0 = r_0^d \in [\max(0,(s-(1-e^{-dt}))e^{dt}),\ s\,e^{dt}]` (bounds from
+        :math:`0\le m_0\le1`) until the bracket is at float64 resolution. ``r``: (n,) → (n,)."""
+        d = self.dim
+        s = as_tensor(r) ** d
+        if t == 0:
+            return as_tensor(r).clone()
+        decay, growth = math.exp(-d * t), -math.expm1(-d * t)
+        lo = ((s - growth) / decay).clamp_min(0.0)
+        hi = s / decay
+        for _ in range(max_iter):
+            mid = 0.5 * (lo + hi)
+            f = self.mass_within(mid ** (1.0 / d)) * growth + mid * decay - s
+            above = f > 0
+            hi = torch.where(above, mid, hi)
+            lo = torch.where(above, lo, mid)
+            if bool(((hi - lo) <= 4 * torch.finfo(DTYPE).eps * hi).all()):
+                break
+        return (0.5 * (lo + hi)) ** (1.0 / d)
+
+    # -- Reference API -------------------------------------------------------------------------
+
+    def sample(self, t: float, n: int, generator: torch.Generator) -> Tensor:
+        """Exact samples: exact initial samples pushed through the radial map. (n, d) float64."""
+        x0 = self.initial.sample(n, generator) - self.radial_centre
+        r0 = torch.linalg.vector_norm(x0, dim=1)
+        ratio = torch.where(r0 > 0, self.evolved_radius(r0, t) / r0.clamp_min(1e-300), 1.0)
+        return self.radial_centre + x0 * ratio[:, None]
+
+    def log_density(self, t: float, x: Tensor) -> Tensor:
+        r""":math:`\log\rho_t(x) = \log\rho_0(x_0) - \log(e^{-dt} + (1-e^{-dt})\omega_d\rho_0(x_0))`
+        (class docstring). ``x``: (n, d) → (n,) float64, :math:`-\infty` outside the support."""
+        d = self.dim
+        z = as_tensor(x) - self.radial_centre
+        r = torch.linalg.vector_norm(z, dim=1)
+        r0 = self.initial_radius(r, t)
+        ratio = torch.where(r > 0, r0 / r.clamp_min(1e-300), 1.0)
+        log_rho0 = self.initial.log_density(self.radial_centre + z * ratio[:, None])
+        log_growth = math.log(-math.expm1(-d * t)) if t > 0 else -math.inf
+        log_jacobian = torch.logaddexp(
+            torch.full_like(log_rho0, -d * t), log_growth + self.log_omega + log_rho0
+        )
+        return log_rho0 - log_jacobian
+
+    def mean(self, t: float) -> Tensor:
+        return self.radial_centre.clone()
+
+    def _initial_radial_law(self) -> tuple[Tensor, Tensor]:
+        r"""Quadrature nodes :math:`r_0` and weights :math:`w\,f_0(r_0)` with
+        :math:`f_0(r) = d\omega_d r^{d-1}\rho_0(r)` the initial radial density (cached)."""
+        if self._radial_quadrature is None:
+            bound = self.support_radius
+            if bound is None:  # the radius holding all but 1e-15 of the mass
+                bound = 1.0
+                while float(self.mass_within(as_tensor(bound))) < 1 - 1e-15:
+                    bound *= 1.5
+            nodes, weights = _gauss_legendre_panels(bound)
+            points = self.radial_centre + nodes[:, None] * torch.eye(self.dim, dtype=DTYPE)[0]
+            log_f0 = math.log(self.dim) + self.log_omega + (self.dim - 1) * torch.log(nodes)
+            self._radial_quadrature = (nodes, weights * torch.exp(log_f0 + self.initial.log_density(points)))
+        return self._radial_quadrature
+
+    def second_radial_moment(self, t: float) -> float:
+        r""":math:`\mathbb E|X(t)-c|^2 = \int_0^\infty r(t; r_0)^2 f_0(r_0)\,dr_0` (composite
+        Gauss–Legendre quadrature)."""
+        nodes, weights = self._initial_radial_law()
+        return float((self.evolved_radius(nodes, t) ** 2 * weights).sum())
+
+    def cov(self, t: float) -> Tensor:
+        r"""Isotropic: :math:`\mathbb E|X(t)-c|^2/d\;I`."""
+        return self.second_radial_moment(t) / self.dim * torch.eye(self.dim, dtype=DTYPE)
+
+    def energy(self, t: float) -> float:
+        r""":math:`\mathcal E = \tfrac12\mathbb E|X-c|^2 + \int N_d(r(t;r_0))\,m_0(r_0)\,f_0(r_0)\,dr_0`.
+
+        The quadratic part is :math:`\tfrac14\mathbb E|X-X'|^2` with mean :math:`c`; the Newtonian
+        part uses Newton's theorem (the mean of :math:`N_d(x-y)` over the sphere :math:`|y|=a` is
+        :math:`N_d(\max(|x|,a))`) and conservation of the mass coordinate :math:`m(r(t;r_0),t)=m_0(r_0)`
+        (derived), so :math:`\tfrac12\iint N_d\,\rho\rho = \int N_d(r)\,m(r)\,dm(r)`.
+        """
+        nodes, weights = self._initial_radial_law()
+        r_t = self.evolved_radius(nodes, t)
+        newtonian = (Newtonian(self.dim).of_distance(r_t) * self.mass_within(nodes) * weights).sum()
+        return 0.5 * self.second_radial_moment(t) + float(newtonian)
+
+
+def radial_gaussian_aggregation(d: int, scale: float, centre: Tensor | None = None) -> RadialAggregation:
+    r""":class:`RadialAggregation` from :math:`\mathcal N(c, s^2 I_d)` with
+    :math:`m_0` = :func:`gaussian_mass_within`."""
+    c = torch.zeros(d, dtype=DTYPE) if centre is None else as_tensor(centre).reshape(d)
+    initial = Gaussian(c, scale**2 * torch.eye(d, dtype=DTYPE))
+    return RadialAggregation(initial, lambda r: gaussian_mass_within(r, scale, d), centre=c)
+
+
+def uniform_ball_aggregation(d: int, radius: float, centre: Tensor | None = None) -> RadialAggregation:
+    r""":class:`RadialAggregation` from the uniform law on :math:`B(c, a)`, :math:`m_0(r)=\min(r/a,1)^d`."""
+    initial = UniformBall(d, radius, centre)
+    return RadialAggregation(initial, initial.mass_within, support_radius=radius, centre=initial.centre)
+
+
+def newtonian_initial_family(d: int) -> InitialFamily:
+    r"""Random radial initial laws, each with its exact :class:`RadialAggregation` reference: with
+    probability ½ :math:`\mathcal N(c, s^2 I)`, :math:`s\sim U[0.4, 1.5]`, else the uniform ball
+    :math:`B(c, a)`, :math:`a\sim U[0.4, 2]`; centre :math:`c\sim U[-1,1]^d`."""
+
+    def draw(generator: torch.Generator) -> tuple[Distribution, Reference]:
+        u = torch.rand(3, generator=generator, dtype=DTYPE).tolist()
+        centre = 2.0 * torch.rand(d, generator=generator, dtype=DTYPE) - 1.0
+        if u[0] < 0.5:
+            reference = radial_gaussian_aggregation(d, 0.4 + 1.1 * u[1], centre)
+        else:
+            reference = uniform_ball_aggregation(d, 0.4 + 1.6 * u[2], centre)
+        return reference.initial, reference
+
+    return InitialFamily(
+        description="radial Gaussians N(c, s^2 I), s ~ U[0.4,1.5], or uniform balls B(c, a), a ~ U[0.4,2], "
+        "c ~ U[-1,1]^d (exact radial map)",
+        draw=draw,
+    )
+
+
+def make_newtonian_problem(d: int = 2, scale: float = 1.0) -> Problem:
+    r"""``aggregation/newtonian-{d}d``: :math:`W=|x|^2/2+N_d` from :math:`\mathcal N(0, s^2 I)`;
+    exact reference :class:`RadialAggregation`, steady state uniform :math:`1/\omega_d` on the unit ball."""
+    reference = radial_gaussian_aggregation(d, scale)
+    return Problem(
+        name=f"{FAMILY}/newtonian-{d}d",
+        family=FAMILY,
+        dim=d,
+        energy=Energy([Interaction(Quadratic(1.0) + Newtonian(d))]),
+        initial=reference.initial,
+        times=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0),
+        dt=0.05,
+        references={"pde": reference},
+        primary_metric="radial_w2",
+        mobility=Mobility("wasserstein"),
+        box=Box.cube(7.0 * scale, d),
+        initial_family=newtonian_initial_family(d),
+        version=1,
+        description=(
+            f"Aggregation d_t rho = div(rho grad W*rho), W = |x|^2/2 + N_{d} (Newtonian repulsion), in {d}-D "
+            f"from N(0, {scale}^2 I); exact radial map, steady state uniform on the unit ball."
+        ),
+    )
+
+
+@wgfbench.hookimpl
+def wgfbench_register_problems(registry: ProblemRegistry) -> None:
+    """Register ``aggregation/quadratic-2d`` and ``aggregation/newtonian-2d``."""
+    registry.add(make_quadratic_2d, name=f"{FAMILY}/quadratic-2d")
+    registry.add(make_newtonian_problem, name=f"{FAMILY}/newtonian-2d")
