@@ -1,0 +1,620 @@
+"""The ``wgfbench`` command line: ``list``, ``run``, ``show``, ``leaderboard``.
+
+Exit codes: 0 when the command did its job (a run in which some cases failed *did* its job:
+failures are results), 2 on a usage error (unknown names — with close matches —, bad configs
+naming the field, a run directory that is not one), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import wgfbench
+from wgfbench import store
+from wgfbench.context import TIERS
+from wgfbench.errors import WgfbenchError
+from wgfbench.host import Host, default_host
+from wgfbench.runner import DTYPES, Plan, default_run_dir, make_plan, overrides_from_options, run_plan
+
+KEY_METRICS: tuple[str, ...] = ("rel_error", "w2", "w2_floor", "energy_error", "energy_gap")
+"""Metrics ``show`` reports at the final time when present (plus each problem's primary metric)."""
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+def _console() -> Console:
+    """A console for tables; when the output is not a terminal (a pipe, a file, a CI log) it is
+    160 columns wide unless ``$COLUMNS`` says otherwise, so that names are never truncated."""
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=160)
+    return console
+
+
+def _plugin_label(plugin: str, distribution: str | None, version: str | None) -> str:
+    return f"{plugin} ({distribution} {version})" if distribution else f"{plugin} (not installed)"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return "—"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _seconds(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    value = float(value)
+    if value < 1e-3:
+        return "<0.001"
+    return f"{value:.3f}" if value < 100 else f"{value:.0f}"
+
+
+def _first_line(text: Any, limit: int = 100) -> str:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(wgfbench.__version__, prog_name="wgfbench")
+def main() -> None:
+    """wgfbench: benchmark Wasserstein-gradient-flow solvers against trusted references.
+
+    \b
+    wgfbench list                      solvers and problems, with the plugins providing them
+    wgfbench run -s PAT -p PAT         run a campaign into a run directory
+    wgfbench show RUN                  a run's manifest, cases and final metrics
+    wgfbench leaderboard RUN... --out  ranked tables and figures
+    """
+
+
+# ----------------------------------------------------------------------------------------------
+# list
+
+
+def _solver_rows(host: Host) -> list[dict[str, Any]]:
+    rows = []
+    for name in host.solvers:
+        entry = host.solvers.entry(name)
+        cls = entry.item
+        rows.append(
+            {
+                "name": name,
+                "plugin": entry.plugin.name,
+                "distribution": entry.plugin.distribution,
+                "version": entry.plugin.version,
+                "config": {f: str(info.annotation) for f, info in cls.Config.model_fields.items()},
+                "presets": sorted(cls.presets),
+                "has_citation": bool(cls.citation),
+            }
+        )
+    return rows
+
+
+def _problem_rows(host: Host) -> list[dict[str, Any]]:
+    rows = []
+    for name in host.problems:
+        entry = host.problems.entry(name)
+        row: dict[str, Any] = {
+            "name": name,
+            "plugin": entry.plugin.name,
+            "distribution": entry.plugin.distribution,
+            "version": entry.plugin.version,
+            "family": None,
+            "dim": None,
+            "reference": None,
+            "primary_metric": None,
+            "problem_version": None,
+            "error": None,
+        }
+        try:
+            problem = wgfbench.get_problem(name, host)
+            row.update(
+                family=problem.family,
+                dim=problem.dim,
+                reference=problem.reference.kind,
+                primary_metric=problem.primary_metric,
+                problem_version=problem.version,
+                jko_reference="jko" in problem.references,
+            )
+        except Exception as exc:  # a broken factory is listed, not fatal
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows
+
+
+@main.command("list")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Rich tables for people, JSON for scripts.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["all", "solvers", "problems"]),
+    default="all",
+    show_default=True,
+    help="List only solvers or only problems.",
+)
+def list_command(fmt: str, kind: str) -> None:
+    """List every solver and problem with the plugin (entry point, distribution, version) that
+    provided it; problems show family, dimension, reference kind and primary metric. Plugins that
+    failed to load are listed with their error."""
+    host = default_host()
+    payload: dict[str, Any] = {}
+    if kind in ("all", "solvers"):
+        payload["solvers"] = _solver_rows(host)
+    if kind in ("all", "problems"):
+        payload["problems"] = _problem_rows(host)
+    payload["failures"] = [{"plugin": f.plugin, "stage": f.stage, "error": f.error} for f in host.failures]
+    if fmt == "json":
+        click.echo(json.dumps(payload, indent=2))
+        return
+    console = _console()
+    if "solvers" in payload:
+        table = Table(title=f"Solvers ({len(payload['solvers'])})", title_justify="left")
+        table.add_column("solver", no_wrap=True)
+        table.add_column("plugin (distribution version)", overflow="fold")
+        table.add_column("tier presets", overflow="fold")
+        for r in payload["solvers"]:
+            table.add_row(
+                r["name"],
+                _plugin_label(r["plugin"], r["distribution"], r["version"]),
+                ", ".join(r["presets"]) or "—",
+            )
+        console.print(table)
+    if "problems" in payload:
+        table = Table(title=f"Problems ({len(payload['problems'])})", title_justify="left")
+        table.add_column("problem", no_wrap=True)
+        table.add_column("family", overflow="fold")
+        table.add_column("dim", justify="right")
+        table.add_column("reference", overflow="fold")
+        table.add_column("primary metric", overflow="fold")
+        table.add_column("plugin (distribution version)", overflow="fold")
+        for r in payload["problems"]:
+            label = _plugin_label(r["plugin"], r["distribution"], r["version"])
+            if r["error"]:
+                table.add_row(
+                    r["name"], "[red]failed to build: " + escape(r["error"]) + "[/red]", "", "", "", label
+                )
+            else:
+                table.add_row(
+                    r["name"], r["family"], str(r["dim"]), r["reference"], r["primary_metric"], label
+                )
+        console.print(table)
+    if payload["failures"]:
+        table = Table(title="Plugins that failed to load", title_justify="left", style="red")
+        for col in ("plugin", "stage", "error"):
+            table.add_column(col, overflow="fold")
+        for f in payload["failures"]:
+            table.add_row(escape(f["plugin"]), f["stage"], escape(f["error"]))
+        console.print(table)
+
+
+# ----------------------------------------------------------------------------------------------
+# run
+
+
+def _print_plan(console: Console, plan: Plan, out: Path) -> None:
+    budget = plan.budget
+    console.print(
+        f"[bold]Plan[/bold]: {len(plan.cases)} case(s), tier [cyan]{plan.tier}[/cyan] "
+        f"(budget {budget:g} s per case), {plan.seeds} seed(s), base seed {plan.base_seed}, "
+        f"device {plan.device}, {plan.dtype} → {out}"
+    )
+    if plan.cases:
+        table = Table(box=box.SIMPLE)
+        table.add_column("problem")
+        table.add_column("solver")
+        table.add_column("seeds", justify="right")
+        table.add_column("overrides")
+        grouped: dict[tuple[str, str], list[Any]] = {}
+        for c in plan.cases:
+            grouped.setdefault((c.problem, c.solver), []).append(c)
+        for (problem, solver), cases in grouped.items():
+            ovr = ", ".join(f"{k}={v}" for k, v in cases[0].overrides.to_dict().items())
+            table.add_row(problem, solver, str(len(cases)), ovr or "—")
+        console.print(table)
+    if plan.skipped:
+        table = Table(title="Skipped pairs", title_justify="left", box=box.SIMPLE)
+        table.add_column("solver", no_wrap=True)
+        table.add_column("problems")
+        table.add_column("reason")
+        for solver, reason, names in _grouped_skips([(s.solver, s.problem, s.reason) for s in plan.skipped]):
+            table.add_row(escape(solver), escape(", ".join(names)), escape(reason))
+        console.print(table)
+
+
+def _grouped_skips(skips: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, list[str]]]:
+    """``(solver, problem, reason)`` triples grouped as ``(solver, reason, problems)``."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for solver, problem, reason in skips:
+        groups.setdefault((solver, reason), []).append(problem)
+    return [(solver, reason, names) for (solver, reason), names in groups.items()]
+
+
+@main.command("run")
+@click.option(
+    "-s",
+    "--solver",
+    "solvers",
+    multiple=True,
+    required=True,
+    metavar="PAT",
+    help="Solver name or glob (repeatable), e.g. 'langevin' or '*'.",
+)
+@click.option(
+    "-p",
+    "--problem",
+    "problems",
+    multiple=True,
+    required=True,
+    metavar="PAT",
+    help="Problem name or glob (repeatable), e.g. 'fokker-planck/*'.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Repetitions 0..N-1 of every case.",
+)
+@click.option(
+    "--tier",
+    type=click.Choice(list(TIERS)),
+    default="smoke",
+    show_default=True,
+    help="Fixes solver presets, n_eval and the per-case budget.",
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float64", show_default=True)
+@click.option(
+    "--base-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Hashed with problem, solver and repetition into each solver's seed.",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Per-case wall-time budget (prepare + solve); default: the tier's.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="SOLVER.FIELD=VALUE",
+    help="Override a solver config field (repeatable); VALUE is read as JSON when it parses.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run directory (default: runs/<UTC timestamp>-<tier>).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out: committed cases are kept.")
+@click.option("--retry-failed", is_flag=True, help="With --resume, rerun the cases that failed.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and exit.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (status lines are still printed).")
+def run_command(
+    solvers: Sequence[str],
+    problems: Sequence[str],
+    seeds: int,
+    tier: str,
+    device: str,
+    dtype: str,
+    base_seed: int,
+    budget: float | None,
+    sets: Sequence[str],
+    out: Path | None,
+    resume: bool,
+    retry_failed: bool,
+    dry_run: bool,
+    no_progress: bool,
+) -> None:
+    """Run solvers × problems × seeds at a tier into a run directory.
+
+    Prints the plan (cases, and skipped pairs with the reason), runs it with a progress bar and
+    a status line per case, and a summary. Exits 0 when the run completed, even if some cases
+    failed (failures are results, with their error in cases.parquet); 2 on a usage error.
+    """
+    if retry_failed and not resume:
+        raise click.UsageError("--retry-failed needs --resume")
+    if resume and out is None:
+        raise click.UsageError("--resume needs --out DIR (the run to continue)")
+    console = _console()
+    try:
+        overrides = overrides_from_options(sets)
+        plan = make_plan(
+            list(solvers),
+            list(problems),
+            seeds=seeds,
+            tier=tier,
+            base_seed=base_seed,
+            device=device,
+            dtype=dtype,
+            overrides=overrides,
+            budget_seconds=budget,
+        )
+    except WgfbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    out = out if out is not None else default_run_dir(tier)
+    _print_plan(console, plan, out)
+    if not plan.cases:
+        raise click.UsageError("nothing to run: every selected (solver, problem) pair is skipped")
+    if dry_run:
+        return
+    try:
+        result = run_plan(
+            plan,
+            out,
+            resume=resume,
+            retry_failed=retry_failed,
+            progress=not no_progress,
+            console=console,
+            command=["wgfbench", *sys.argv[1:]],
+        )
+    except KeyboardInterrupt:
+        done = len(store.committed_cases(out))
+        console.print(
+            f"[yellow]Interrupted.[/yellow] {done} case(s) are committed in {out}; continue with the same "
+            f"command plus --resume --out {out}"
+        )
+        sys.exit(130)
+    except WgfbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    style = "green" if result.n_failed == 0 else "yellow"
+    console.print(
+        f"[{style}]Done[/{style}]: {result.n_ok} ok, {result.n_failed} failed, {len(result.skipped)} pair(s) "
+        f"skipped; {result.ran} ran now, {result.reused} kept from before. Run directory: {out}\n"
+        f"Inspect with: wgfbench show {out}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# show
+
+
+def _load_run(run: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    try:
+        return store.read_manifest(run), store.read_cases(run), store.read_results(run)
+    except WgfbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _final_metrics(results: pd.DataFrame, metrics: Sequence[str] | None) -> pd.DataFrame:
+    """One row per (solver, problem, seed): the value of each metric at the problem's final time."""
+    timed = results[results["t"].notna()]
+    if timed.empty:
+        return pd.DataFrame()
+    t_final = timed.groupby("problem")["t"].transform("max")
+    final = timed[np.isclose(timed["t"], t_final)]
+    if metrics is None:
+        primary = _primary_metrics(final["problem"].unique())
+        wanted = list(dict.fromkeys([*KEY_METRICS, *primary]))
+        present = [m for m in wanted if m in set(final["metric"])]
+        if not present:
+            present = sorted(final["metric"].unique())
+    else:
+        present = list(metrics)
+    final = final[final["metric"].isin(present)]
+    # A metric logged per step at the final time (step ≥ 0) and per snapshot (step −1): keep the snapshot.
+    final = final.sort_values("step").groupby(["solver", "problem", "seed", "metric"], as_index=False).first()
+    table = final.pivot_table(
+        index=["problem", "solver", "seed"], columns="metric", values="value", aggfunc="first"
+    )
+    return table[[m for m in present if m in table.columns]].reset_index()
+
+
+def _primary_metrics(problems: Sequence[str]) -> list[str]:
+    host = default_host()
+    out = []
+    for name in problems:
+        if name in host.problems:
+            try:
+                out.append(wgfbench.get_problem(name, host).primary_metric)
+            except Exception:  # show must work even if a problem no longer builds
+                pass
+    return out
+
+
+def _plot_final_snapshots(run: Path, cases: pd.DataFrame, manifest: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from wgfbench.seeding import reference_seed
+
+    ok = cases[cases["status"] == "ok"]
+    if ok.empty:
+        raise click.UsageError("no ok case to plot")
+    n = len(ok)
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False)
+    host = default_host()
+    for ax, (_, row) in zip(axes.flat, ok.iterrows(), strict=False):
+        arrays = store.load_npz(store.final_snapshot_path(run, row["case_key"]))
+        x, t = arrays["x"], float(arrays["t"])
+        ref = None
+        if row["problem"] in host.problems:
+            try:
+                problem = wgfbench.get_problem(row["problem"], host)
+                gen = torch.Generator().manual_seed(
+                    reference_seed(
+                        int(manifest.get("base_seed", 0)), row["problem"], int(row["seed"]), t, "show"
+                    )
+                )
+                ref = problem.reference.sample(t, x.shape[0], gen).numpy()
+            except Exception:
+                ref = None
+        if x.shape[1] == 1:
+            bins = np.histogram_bin_edges(
+                np.concatenate([x[:, 0]] + ([ref[:, 0]] if ref is not None else [])), 40
+            )
+            if ref is not None:
+                ax.hist(ref[:, 0], bins=bins, density=True, alpha=0.4, color="grey", label="reference")
+            ax.hist(x[:, 0], bins=bins, density=True, histtype="step", color="C0", label="solver")
+        else:
+            if ref is not None:
+                ax.scatter(ref[:, 0], ref[:, 1], s=2, color="grey", alpha=0.4, label="reference")
+            ax.scatter(x[:, 0], x[:, 1], s=2, color="C0", alpha=0.6, label="solver")
+        ax.set_title(f"{row['solver']}\n{row['problem']} #{row['seed']} t={t:g}", fontsize=8)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[n:]:
+        ax.set_axis_off()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@main.command("show")
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--metric", "metrics", multiple=True, help="Metrics to show at the final time (repeatable).")
+@click.option(
+    "--figure",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also save the final snapshots beside reference samples to this image file.",
+)
+def show_command(run: Path, metrics: Sequence[str], figure: Path | None) -> None:
+    """Summarise a run directory: manifest, one line per case (status, error, timings) and the key
+    metrics at the final time."""
+    manifest, cases, results = _load_run(run)
+    console = _console()
+    versions = manifest.get("versions", {})
+    machine = manifest.get("machine", {})
+    status = (
+        "completed " + manifest["completed"]
+        if manifest.get("completed")
+        else ("interrupted" if manifest.get("interrupted") else "in progress or killed (not completed)")
+    )
+    plan = manifest.get("plan", {})
+    n_ok, n_failed = int((cases["status"] == "ok").sum()), int((cases["status"] == "failed").sum())
+    m = manifest.get
+    gpu = f", GPU {machine['cuda_device']}" if machine.get("cuda_device") else ""
+    console.print(f"[bold]Run[/bold] {escape(str(m('run_id')))}  ({escape(str(run))})")
+    lines = [
+        f"created {m('created')}; {status}",
+        f"tier {m('tier')} (n_eval {m('n_eval')}, budget {m('budget_seconds')} s), {m('seeds')} seed(s), "
+        f"base seed {m('base_seed')}, device {m('device')}, {m('dtype')}",
+        f"{len(cases)}/{len(plan.get('cases', []))} case(s) committed: {n_ok} ok, {n_failed} failed; "
+        f"{len(plan.get('skipped', []))} pair(s) skipped",
+        f"wgfbench {versions.get('wgfbench')}, torch {versions.get('torch')}, POT {versions.get('pot')}, "
+        f"python {versions.get('python')}; git {m('git_revision')}",
+        f"{machine.get('cpu_model')}, {machine.get('torch_threads')} torch threads, "
+        f"host {machine.get('host')}{gpu}",
+        f"command: {m('command')}",
+    ]
+    for line in lines:
+        console.print("  " + line, markup=False)
+
+    table = Table(title="Cases", title_justify="left")
+    for col, justify in (
+        ("problem", "left"),
+        ("solver", "left"),
+        ("seed", "right"),
+        ("status", "left"),
+        ("prepare s", "right"),
+        ("solve s", "right"),
+        ("score s", "right"),
+        ("steps", "right"),
+        ("peak MB", "right"),
+        ("error", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for _, r in cases.iterrows():
+        ok = r["status"] == "ok"
+        table.add_row(
+            r["problem"],
+            r["solver"],
+            str(r["seed"]),
+            "[green]ok[/green]" if ok else "[red]failed[/red]",
+            _seconds(r["prepare_seconds"]),
+            _seconds(r["solve_seconds"]),
+            _seconds(r["score_seconds"]),
+            _fmt(None if pd.isna(r["n_steps"]) else int(r["n_steps"])),
+            _fmt(r["peak_memory_mb"], 4),
+            "" if ok else escape(f"{r['error_type']}: {_first_line(r['error'])}"),
+        )
+    console.print(table)
+    skips = [(s["solver"], s["problem"], s["reason"]) for s in plan.get("skipped", [])]
+    for solver, reason, names in _grouped_skips(skips):
+        console.print("  [yellow]skipped[/yellow] " + escape(f"{solver} × {', '.join(names)}: {reason}"))
+
+    final = _final_metrics(results, list(metrics) if metrics else None)
+    if not final.empty:
+        table = Table(title="Metrics at the final time", title_justify="left")
+        for col in final.columns:
+            table.add_column(str(col), justify="left" if col in ("problem", "solver") else "right")
+        for _, r in final.iterrows():
+            table.add_row(*[_fmt(v) if col not in ("problem", "solver") else str(v) for col, v in r.items()])
+        console.print(table)
+    elif metrics:
+        console.print(f"[yellow]none of the metrics {', '.join(metrics)} is in this run[/yellow]")
+    if figure is not None:
+        _plot_final_snapshots(run, cases, manifest, figure)
+        console.print(f"final snapshots saved to {figure}")
+
+
+# ----------------------------------------------------------------------------------------------
+# leaderboard
+
+
+@main.command("leaderboard")
+@click.argument(
+    "runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write markdown, CSV, HTML and figures here.",
+)
+def leaderboard_command(runs: Sequence[Path], out: Path | None) -> None:
+    """Rank solvers per problem (rel_error at the final time and over time, excess over the floor,
+    energy error, wall time) across one or more runs of the same tier."""
+    from wgfbench.reports.leaderboard import build_leaderboard
+
+    try:
+        board = build_leaderboard(list(runs), out)
+    except WgfbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    board.to_console(_console())
+    if out is not None:
+        _console().print(f"leaderboard written to {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
