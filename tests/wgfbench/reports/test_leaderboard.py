@@ -1,0 +1,294 @@
+"""Leaderboards built from synthetic run directories written in the store's exact schemas.
+
+Design of the synthetic campaign (times 0, 0.5, 1; rel_error(0.5) = rel_error(1) / 2 so that the
+time average over t > 0 is 0.75 × the final value):
+
+problem P1 = fokker-planck/ou-1d (has W2 and its floor), final rel_error per seed 0, 1, 2:
+    alpha  0.10 0.12 failed(run A) → 0.11 (rerun in run B)   median 0.11
+    beta   0.05 0.06 0.07                                     median 0.06   → rank 1
+    gamma  0.20 0.25 failed                                   median 0.225  → rank 4
+    delta  0.08 0.09 0.50 (run B only)                        median 0.09   → rank 2
+    doomed failed ×3                                          unranked
+problem P2 = porous-medium/barenblatt-2d-m2 (rel_error and energy gap only, no W2):
+    alpha 0.30, beta 0.50, gamma 0.10 (all seeds alike), doomed failed ×3.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from wgfbench import store
+from wgfbench.errors import WgfbenchError
+from wgfbench.reports.leaderboard import build_leaderboard, display_table, slugify
+
+P1 = "fokker-planck/ou-1d"
+P2 = "porous-medium/barenblatt-2d-m2"
+TIMES = (0.0, 0.5, 1.0)
+FAIL = None  # marks a failed case in the tables below
+
+RUN_A = {
+    P1: {
+        "alpha": [0.10, 0.12, FAIL],
+        "beta": [0.05, 0.06, 0.07],
+        "gamma": [0.20, 0.25, FAIL],
+        "doomed": [FAIL, FAIL, FAIL],
+    },
+    P2: {
+        "alpha": [0.30, 0.30, 0.30],
+        "beta": [0.50, 0.50, 0.50],
+        "gamma": [0.10, 0.10, 0.10],
+        "doomed": [FAIL, FAIL, FAIL],
+    },
+}
+RUN_B = {P1: {"delta": [0.08, 0.09, 0.50], "alpha": [None, None, 0.11]}}  # alpha: only seed 2
+
+
+def _case_rows(run_id: str, tier: str, problem: str, solver: str, seed: int, final: float | None):
+    """One case record in the store's cases schema and its rows in the public results schema."""
+    ok = final is not None
+    record = {c: None for c in store.CASES_COLUMNS} | {
+        "case_key": f"{run_id}-{solver}-{slugify(problem)}-{seed}",
+        "solver": solver,
+        "problem": problem,
+        "problem_version": 1,
+        "seed": seed,
+        "solver_seed": 1000 + seed,
+        "tier": tier,
+        "device": "cpu",
+        "status": "ok" if ok else "failed",
+        "error_type": None if ok else "BudgetExceeded",
+        "error": None if ok else f"{solver} used more than 180 s\nTraceback: ...",
+        "prepare_seconds": 0.5 if ok else None,
+        "solve_seconds": 1.0 + seed if ok else None,
+        "score_seconds": 0.1,
+    }
+    rows = []
+    if not ok:
+        return record, rows
+
+    def add(t: float, metric: str, value: float) -> None:
+        rows.append(
+            {
+                "run_id": run_id,
+                "solver": solver,
+                "problem": problem,
+                "seed": seed,
+                "t": t,
+                "step": -1,
+                "metric": metric,
+                "value": value,
+            }
+        )
+
+    for t in TIMES:
+        rel = final * t / TIMES[-1]
+        if t > 0:
+            add(t, "rel_error", rel)
+        if problem == P1:
+            floor = 0.04 + 0.001 * seed
+            add(t, "w2_floor", floor)
+            add(t, "w2", floor + 0.5 * rel)
+            add(t, "energy_error", -0.01 * (seed + 1))
+        else:
+            add(t, "energy_gap", 0.2 * rel)
+    add(math.nan, "solve_seconds", 1.0 + seed)
+    add(math.nan, "seconds_per_step", 0.01)
+    return record, rows
+
+
+def write_run(root: Path, run_id: str, tier: str, created: str, plan: dict) -> Path:
+    """A consolidated run directory: manifest.json, cases.parquet, results.parquet."""
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    manifest = {
+        "schema_version": store.SCHEMA_VERSION,
+        "run_id": run_id,
+        "tier": tier,
+        "base_seed": 0,
+        "seeds": 3,
+        "device": "cpu",
+        "machine": {
+            "cpu_model": "Synthetic CPU 2000",
+            "torch_threads": 2,
+            "host": "box",
+            "cuda_device": None,
+        },
+        "versions": {"wgfbench": "0.1.0", "torch": "2.13", "plugins": {"wgfbench-extra": "0.3"}},
+        "created": created,
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    records, rows = [], []
+    for problem, solvers in plan.items():
+        for solver, finals in solvers.items():
+            for seed, final in enumerate(finals):
+                if run_id.startswith("run-b") and solver == "alpha" and seed != 2:
+                    continue  # run B reruns only alpha's seed 2
+                record, case_rows = _case_rows(run_id, tier, problem, solver, seed, final)
+                records.append(record)
+                rows += case_rows
+    pq.write_table(pa.Table.from_pylist(records, schema=store.CASES_SCHEMA), run_dir / "cases.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=store.RESULTS_SCHEMA), run_dir / "results.parquet")
+    return run_dir
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> tuple[Path, Path]:
+    a = write_run(tmp_path / "runs", "run-a", "quick", "2025-01-01T10:00:00+00:00", RUN_A)
+    b = write_run(tmp_path / "runs", "run-b", "quick", "2025-02-01T10:00:00+00:00", RUN_B)
+    return a, b
+
+
+def test_ranking_spreads_and_summary(runs: tuple[Path, Path]) -> None:
+    board = build_leaderboard(list(runs))
+    assert board.tier == "quick"
+    assert set(board.per_problem) == {P1, P2}
+
+    t1 = board.per_problem[P1].set_index("solver")
+    assert list(board.per_problem[P1]["solver"]) == ["beta", "delta", "alpha", "gamma", "doomed"]
+    assert list(t1["rank"].iloc[:4]) == [1, 2, 3, 4]
+    assert pd.isna(t1.loc["doomed", "rank"])
+    assert (t1.loc["doomed", "seeds_ok"], t1.loc["doomed", "seeds_total"]) == (0, 3)
+    assert (t1.loc["gamma", "seeds_ok"], t1.loc["gamma", "seeds_total"]) == (2, 3)
+
+    # beta: finals 0.05, 0.06, 0.07 → median 0.06, IQR = 0.065 − 0.055
+    assert t1.loc["beta", "rel_error_final_median"] == pytest.approx(0.06)
+    assert t1.loc["beta", "rel_error_final_min"] == pytest.approx(0.05)
+    assert t1.loc["beta", "rel_error_final_max"] == pytest.approx(0.07)
+    assert t1.loc["beta", "rel_error_final_iqr"] == pytest.approx(0.01)
+    assert t1.loc["gamma", "rel_error_final_median"] == pytest.approx(0.225)
+    assert t1.loc["delta", "rel_error_final_max"] == pytest.approx(0.50)
+    # mean over t ∈ {0.5, 1} of rel_error = 0.75 × final; monotone, so medians scale too
+    assert t1.loc["beta", "rel_error_mean_median"] == pytest.approx(0.75 * 0.06)
+    # W2 − floor = 0.5 × rel_error at t_final; floor of seeds 0, 1, 2 = 0.040, 0.041, 0.042
+    assert t1.loc["beta", "w2_excess_final_median"] == pytest.approx(0.03)
+    assert t1.loc["beta", "w2_excess_final_max"] == pytest.approx(0.035)
+    assert t1.loc["beta", "w2_floor_final_median"] == pytest.approx(0.041)
+    assert t1.loc["beta", "energy_error_final_median"] == pytest.approx(-0.02)
+    assert t1.loc["beta", "solve_seconds_median"] == pytest.approx(2.0)
+    assert t1.loc["beta", "prepare_seconds_median"] == pytest.approx(0.5)
+    assert board.final_times[P1] == pytest.approx(1.0)
+
+    shown = display_table(board.per_problem[P1]).set_index("solver")
+    assert shown.loc["beta", "rel_error final, median [min–max]"] == "0.06 [0.05–0.07]"
+    assert shown.loc["doomed", "rel_error final, median [min–max]"] == "—"
+    assert shown.loc["gamma", "seeds ok/total"] == "2/3"
+
+    t2 = board.per_problem[P2]
+    assert list(t2["solver"]) == ["gamma", "alpha", "beta", "doomed"]
+    assert t2["w2_excess_final_median"].isna().all()
+    assert t2.set_index("solver").loc["alpha", "energy_gap_final_median"] == pytest.approx(0.06)
+    assert "W2 − floor final, median [min–max]" not in display_table(t2).columns
+
+    # mean ranks: delta 2, beta 2, gamma 2.5, alpha 2.5; within 2× best: delta 1/1, the others 1/2
+    s = board.summary.set_index("solver")
+    assert list(board.summary["solver"]) == ["delta", "beta", "gamma", "alpha", "doomed"]
+    assert s.loc["beta", "mean_rank"] == pytest.approx(2.0)
+    assert s.loc["alpha", "mean_rank"] == pytest.approx(2.5)
+    assert s.loc["delta", "within_2x_best"] == pytest.approx(1.0)
+    assert s.loc["gamma", "within_2x_best"] == pytest.approx(0.5)
+    assert s.loc["alpha", "median_rel_error"] == pytest.approx((0.11 + 0.30) / 2)
+    assert (s.loc["beta", "first_places"], s.loc["gamma", "first_places"]) == (1, 1)
+    assert s.loc["doomed", "problems"] == 2 and s.loc["doomed", "problems_ranked"] == 0
+    assert s.loc["doomed", "within_2x_best"] == 0.0
+
+
+def test_failures_table_and_newest_duplicate(runs: tuple[Path, Path]) -> None:
+    board = build_leaderboard(list(runs))
+    failures = board.failures
+    # doomed × 2 problems × 3 seeds, gamma seed 2 on P1; alpha's failure was superseded by run B
+    assert len(failures) == 7
+    assert set(failures["solver"]) == {"doomed", "gamma"}
+    gamma = failures[failures["solver"] == "gamma"].iloc[0]
+    assert (gamma["problem"], gamma["seed"], gamma["error_type"]) == (P1, 2, "BudgetExceeded")
+    assert "used more than 180 s" in gamma["error"]
+
+    alpha = board.per_problem[P1].set_index("solver").loc["alpha"]
+    assert (alpha["seeds_ok"], alpha["seeds_total"]) == (3, 3)
+    assert alpha["rel_error_final_median"] == pytest.approx(0.11)
+    assert alpha["solve_seconds_median"] == pytest.approx(2.0)  # 1, 2, 3 (rerun seed 2)
+    assert len(board.notes) == 1
+    assert "alpha" in board.notes[0] and "run-b" in board.notes[0] and "seed 2" in board.notes[0]
+    assert "Notes" in board.to_markdown() and board.notes[0] in board.to_markdown()
+
+
+def test_duplicate_keeps_newest_by_created_not_argument_order(tmp_path: Path) -> None:
+    # Run A is now the newer one: its failed alpha seed 2 wins over run B's ok rerun.
+    a = write_run(tmp_path, "run-a", "quick", "2025-03-01T10:00:00+00:00", RUN_A)
+    b = write_run(tmp_path, "run-b", "quick", "2025-02-01T10:00:00+00:00", RUN_B)
+    board = build_leaderboard([a, b])
+    alpha = board.per_problem[P1].set_index("solver").loc["alpha"]
+    assert (alpha["seeds_ok"], alpha["seeds_total"]) == (2, 3)
+    assert alpha["rel_error_final_max"] == pytest.approx(0.12)  # 0.11 of run B not used
+    assert ((board.failures["solver"] == "alpha") & (board.failures["seed"] == 2)).sum() == 1
+    assert "kept the newer run 'run-a'" in board.notes[0]
+
+
+def test_mixed_tiers_refused(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    smoke = write_run(tmp_path / "other", "run-c", "smoke", "2025-03-01T00:00:00+00:00", RUN_B)
+    with pytest.raises(WgfbenchError, match="never mix tiers") as info:
+        build_leaderboard([*runs, smoke])
+    assert "'smoke'" in str(info.value) and "'quick'" in str(info.value)
+    with pytest.raises(WgfbenchError):
+        build_leaderboard([])
+    with pytest.raises(WgfbenchError):
+        build_leaderboard([tmp_path / "nowhere"])
+
+
+def test_files_written(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "board"
+    board = build_leaderboard(list(runs), out_dir=out)
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+        assert out / name in board.files
+    assert set(board.figures) == {P1, P2}
+    assert board.figures[P1].name == "fokker-planck-ou-1d.png"
+    for png in board.figures.values():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert png in board.files
+
+    md = (out / "leaderboard.md").read_text()
+    assert "tier `quick`" in md and "run-a" in md and "run-b" in md
+    assert "CPU Synthetic CPU 2000" in md and "torch threads 2" in md and "plugins/wgfbench-extra 0.3" in md
+    assert "## Metric units" in md and "rel_error" in md
+    section = md[md.index(f"## {P1}") : md.index(f"## {P2}")]
+    positions = [section.index(f"| {s} |") for s in ("beta", "delta", "alpha", "gamma", "doomed")]
+    assert positions == sorted(positions)
+    assert "(figures/fokker-planck-ou-1d.png)" in section
+    failures = md[md.index("## Failures") :]
+    assert failures.count("| doomed |") == 6 and "BudgetExceeded" in failures
+
+    tidy = pd.read_csv(out / "leaderboard.csv")
+    assert {"tier", "problem", "solver", "rank", "quantity", "statistic", "value", "unit"} <= set(
+        tidy.columns
+    )
+    pick = tidy[
+        (tidy["problem"] == P1)
+        & (tidy["solver"] == "delta")
+        & (tidy["quantity"] == "rel_error_final")
+        & (tidy["statistic"] == "median")
+    ]
+    assert len(pick) == 1 and pick["value"].iloc[0] == pytest.approx(0.09) and pick["rank"].iloc[0] == 2
+
+    page = (out / "leaderboard.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == 2
+    assert "beta" in page and "BudgetExceeded" in page
+
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    board.to_console(console)
+    text = console.file.getvalue()
+    assert all(name in text for name in ("alpha", "beta", "gamma", "delta", "doomed", P1, P2))
+    assert "[min–max]" in text and "[0.05–0.07]" in text  # brackets are not eaten as rich markup
+
+
+def test_slugify() -> None:
+    assert slugify("porous-medium/barenblatt-2d-m2") == "porous-medium-barenblatt-2d-m2"
+    assert slugify("Aggregation/Newton 2D (c=1)") == "aggregation-newton-2d-c-1"

@@ -1,0 +1,852 @@
+"""Leaderboards: solvers ranked per problem by ``rel_error``, a cross-problem performance profile,
+failures listed by name, and figures of the error against time.
+
+Input is one or more run directories (``manifest.json``, ``cases.parquet``, ``results.parquet`` in
+the public long schema ``run_id, solver, problem, seed, t, step, metric, value``). Runs of one tier
+may be combined (a solver run separately, a rerun of a failed case); a case ``(solver, problem,
+seed)`` present in several runs is taken from the newest run, and the leaderboard says so.
+
+Ranking statistic per problem (lower is better)::
+
+    score(solver) = median over ok seeds s of rel_error_s(t_final),
+    rel_error(t) = D(ρ_solver(t), ρ_ref(t)) / D(ρ_0, ρ_ref(t)),
+
+where D is the problem's primary metric (W2, Bures–W2, radial W2, sliced W2 or the energy gap), so
+``rel_error`` is the share of the motion ρ_0 → ρ_ref(t) the solver got wrong.
+
+The cross-problem summary is a performance profile in the sense of Dolan & Moré (2002), "Benchmarking
+optimization software with performance profiles", Math. Program. 91, eq. (1), evaluated at τ = 2:
+ρ_s(2) = |{p : r_{p,s} ≤ 2 min_{s'} r_{p,s'}}| / n_s, with r_{p,s} the score above, a failed problem
+counting as r = ∞ and n_s the number of problems solver s was run on.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import importlib.util
+import logging
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from wgfbench import store
+from wgfbench.errors import WgfbenchError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["Leaderboard", "RunInfo", "build_leaderboard", "slugify"]
+
+logger = logging.getLogger(__name__)
+
+CASE_KEY: tuple[str, str, str] = ("solver", "problem", "seed")
+CASE_COLUMNS: tuple[str, ...] = ("solver", "problem", "seed", "status")
+PROFILE_FACTOR = 2.0
+"""τ of the performance profile: a solver is 'within 2×' on a problem when its score is at most
+``PROFILE_FACTOR`` times the best score on that problem."""
+
+STATISTICS: tuple[str, ...] = ("median", "min", "max", "iqr")
+
+# quantity -> metric whose unit it carries
+QUANTITIES: dict[str, str] = {
+    "rel_error_final": "rel_error",
+    "rel_error_mean": "rel_error",
+    "w2_excess_final": "w2",
+    "w2_floor_final": "w2_floor",
+    "energy_error_final": "energy_error",
+    "energy_gap_final": "energy_gap",
+    "solve_seconds": "solve_seconds",
+    "prepare_seconds": "prepare_seconds",
+}
+
+# Used only for metrics that ``wgfbench.metrics.METRICS`` does not (yet) describe.
+_FALLBACK_UNITS: dict[str, tuple[str, str]] = {
+    "rel_error": (
+        "1",
+        "primary metric at t divided by the same metric between ρ0 and the reference at t "
+        "(share of the motion the solver got wrong)",
+    ),
+    "w2": ("W2", "W2 distance (not squared) between solver output and reference samples"),
+    "w2_floor": ("W2", "W2 (not squared) between two independent reference draws of the same size"),
+    "energy_error": ("energy", "energy of the solver output minus the reference energy"),
+    "energy_gap": ("energy", "energy minus the stationary energy"),
+    "solve_seconds": ("s", "wall time of Solver.solve"),
+    "prepare_seconds": ("s", "wall time of Solver.prepare (offline cost)"),
+}
+
+_MISSING = "—"
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading runs
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run directory as the leaderboard saw it: identity, tier, creation time and machine."""
+
+    run_id: str
+    path: Path
+    tier: str
+    created: str
+    machine: str
+    versions: dict[str, str]
+    n_cases: int
+
+
+def _machine_line(manifest: dict) -> str:
+    """One line naming the machine of a run: the manifest's ``device`` and, from its ``machine``
+    record (see ``wgfbench.runner.machine_info``), GPU, CPU model, cores, threads and host."""
+    machine = manifest.get("machine")
+    source = {**manifest, **machine} if isinstance(machine, dict) else dict(manifest)
+    labels = {
+        "device": "device",
+        "cuda_device": "GPU",
+        "cpu_model": "CPU",
+        "cpu_affinity": "cores available",
+        "torch_threads": "torch threads",
+        "host": "host",
+    }
+    parts = [f"{label} {source[key]}" for key, label in labels.items() if source.get(key) not in (None, "")]
+    if isinstance(machine, str) and machine:
+        parts.insert(0, machine)
+    return ", ".join(parts) or "not recorded"
+
+
+def _flat_versions(versions: Any, prefix: str = "") -> dict[str, str]:
+    """``{"torch": "2.1", "plugins": {"x": "1"}}`` → ``{"torch": "2.1", "plugins/x": "1"}``."""
+    if not isinstance(versions, dict):
+        return {}
+    flat: dict[str, str] = {}
+    for key, value in versions.items():
+        if isinstance(value, dict):
+            flat |= _flat_versions(value, f"{prefix}{key}/")
+        elif value is not None:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def _check_columns(frame: pd.DataFrame, needed: Sequence[str], what: str, run_dir: Path) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise WgfbenchError(
+            f"{what} of run {str(run_dir)!r} lacks column(s) {missing}; is it a wgfbench run?"
+        )
+
+
+def _load_run(run_dir: Path, index: int) -> tuple[RunInfo, pd.DataFrame, pd.DataFrame]:
+    manifest = store.read_manifest(run_dir)
+    cases, results = store.read_cases(run_dir), store.read_results(run_dir)
+    _check_columns(cases, CASE_COLUMNS, "cases.parquet", run_dir)
+    _check_columns(results, store.RESULTS_COLUMNS, "results.parquet", run_dir)
+    tier = manifest.get("tier")
+    if tier is None:
+        tiers = cases["tier"].dropna().unique() if "tier" in cases else []
+        tier = str(tiers[0]) if len(tiers) == 1 else None
+    if tier is None:
+        raise WgfbenchError(f"run {str(run_dir)!r} does not record its tier in manifest.json")
+    if "tier" in cases:
+        case_tiers = set(cases["tier"].dropna().astype(str)) - {str(tier)}
+        if case_tiers:
+            raise WgfbenchError(
+                f"run {str(run_dir)!r} is tier {tier!r} but holds cases of tier(s) {sorted(case_tiers)}; "
+                "leaderboards never mix tiers"
+            )
+    info = RunInfo(
+        run_id=str(manifest.get("run_id") or run_dir.name),
+        path=run_dir,
+        tier=str(tier),
+        created=str(manifest.get("created") or ""),
+        machine=_machine_line(manifest),
+        versions=_flat_versions(manifest.get("versions")),
+        n_cases=len(cases),
+    )
+    cases = cases.copy()
+    results = results.copy()
+    # Join on our own run index: run_id strings in two directories may coincide.
+    cases["_run"] = index
+    cases["run_id"] = info.run_id
+    results["_run"] = index
+    return info, cases, results
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def _spread(values: pd.Series) -> dict[str, float]:
+    """Median, min, max and interquartile range (q75 − q25) of the non-missing values over seeds."""
+    v = values.dropna().to_numpy(dtype=float)
+    if v.size == 0:
+        return dict.fromkeys(STATISTICS, math.nan)
+    q25, q50, q75 = np.percentile(v, [25.0, 50.0, 75.0])
+    return {"median": float(q50), "min": float(v.min()), "max": float(v.max()), "iqr": float(q75 - q25)}
+
+
+def _t_key(t: pd.Series) -> pd.Series:
+    """Snapshot times rounded so that equal problem times from different cases compare equal."""
+    return t.astype(float).round(12)
+
+
+def _at_time(snap: pd.DataFrame, metric: str, t: float) -> pd.Series:
+    """Per-case value of ``metric`` at snapshot time ``t``, indexed by (solver, seed)."""
+    rows = snap[(snap["metric"] == metric) & (snap["t_key"] == round(float(t), 12))]
+    return rows.groupby(["solver", "seed"])["value"].median()
+
+
+def _problem_table(
+    cases_p: pd.DataFrame, snap_p: pd.DataFrame, per_case_p: pd.DataFrame
+) -> tuple[pd.DataFrame, float]:
+    """Ranked table of one problem and its final snapshot time.
+
+    For each solver, with s running over its ok seeds:
+    ``rel_error_final`` = rel_error_s(t_final); ``rel_error_mean`` = mean over snapshot times t > 0
+    of rel_error_s(t); ``w2_excess_final`` = W2_s(t_final) − W2floor_s(t_final) (W2, not squared);
+    ``w2_floor_final``, ``energy_error_final``, ``energy_gap_final`` at t_final; wall times per case.
+    Each is summarised over seeds by median, min, max and IQR. Rank: ascending median
+    ``rel_error_final`` (ties share the lower rank); solvers without it are unranked (rank <NA>).
+    """
+    rel = snap_p[(snap_p["metric"] == "rel_error") & (snap_p["t"] > 0)]
+    if len(rel):
+        t_final = float(rel["t"].max())
+    elif len(snap_p):
+        t_final = float(snap_p["t"].max())
+    else:
+        t_final = math.nan
+
+    per_seed = pd.DataFrame(index=pd.MultiIndex.from_frame(cases_p[["solver", "seed"]].drop_duplicates()))
+    if not math.isnan(t_final):
+        per_seed["rel_error_final"] = _at_time(snap_p, "rel_error", t_final)
+        per_seed["rel_error_mean"] = rel.groupby(["solver", "seed"])["value"].mean()
+        w2 = _at_time(snap_p, "w2", t_final)
+        floor = _at_time(snap_p, "w2_floor", t_final)
+        per_seed["w2_excess_final"] = w2 - floor.reindex(w2.index)
+        per_seed["w2_floor_final"] = floor
+        per_seed["energy_error_final"] = _at_time(snap_p, "energy_error", t_final)
+        per_seed["energy_gap_final"] = _at_time(snap_p, "energy_gap", t_final)
+    for column in ("solve_seconds", "prepare_seconds"):
+        if column in per_case_p:
+            per_seed[column] = per_case_p[column]
+    per_seed = per_seed.reindex(columns=list(QUANTITIES))
+
+    ok = cases_p["status"] == "ok"
+    rows = []
+    for solver, group in cases_p.groupby("solver", sort=True):
+        row: dict[str, Any] = {
+            "solver": solver,
+            "seeds_ok": int((group["status"] == "ok").sum()),
+            "seeds_total": len(group),
+        }
+        ok_seeds = cases_p.loc[ok & (cases_p["solver"] == solver), "seed"]
+        mine = per_seed.loc[[(solver, s) for s in ok_seeds]] if len(ok_seeds) else per_seed.iloc[0:0]
+        for quantity in QUANTITIES:
+            for stat, value in _spread(mine[quantity]).items():
+                row[f"{quantity}_{stat}"] = value
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    score = table["rel_error_final_median"]
+    table.insert(0, "rank", score.rank(method="min").astype("Int64"))
+    table["_unranked"] = table["rank"].isna()
+    table = (
+        table.sort_values(["_unranked", "rank", "solver"]).drop(columns="_unranked").reset_index(drop=True)
+    )
+    return table, t_final
+
+
+def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per solver: problems run and ranked, first places, mean rank, median of the per-problem
+    scores, and the performance profile ρ_s(τ=2) of Dolan & Moré (2002), eq. (1), over the
+    problems the solver was run on (a problem without a score counts as not within)."""
+    records = []
+    for problem, table in per_problem.items():
+        best = table["rel_error_final_median"].min(skipna=True)
+        for _, row in table.iterrows():
+            score = row["rel_error_final_median"]
+            within = bool(pd.notna(score) and pd.notna(best) and score <= PROFILE_FACTOR * best)
+            records.append(
+                {
+                    "problem": problem,
+                    "solver": row["solver"],
+                    "rank": row["rank"],
+                    "score": score,
+                    "within": within,
+                }
+            )
+    columns = [
+        "solver",
+        "problems",
+        "problems_ranked",
+        "first_places",
+        "mean_rank",
+        "median_rel_error",
+        "within_2x_best",
+    ]
+    if not records:
+        return pd.DataFrame(columns=columns)
+    long = pd.DataFrame(records)
+    long["rank"] = pd.to_numeric(long["rank"], errors="coerce")
+    summary = long.groupby("solver").agg(
+        problems=("problem", "nunique"),
+        problems_ranked=("rank", "count"),
+        first_places=("rank", lambda r: int((r == 1).sum())),
+        mean_rank=("rank", "mean"),
+        median_rel_error=("score", "median"),
+        within_2x_best=("within", "mean"),
+    )
+    summary = summary.reset_index()
+    summary["_unranked"] = summary["mean_rank"].isna()
+    summary = summary.sort_values(
+        ["_unranked", "mean_rank", "within_2x_best", "median_rel_error", "solver"],
+        ascending=[True, True, False, True, True],
+    )
+    return summary.drop(columns="_unranked").reset_index(drop=True)[columns]
+
+
+# --------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return _MISSING
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _fmt_spread(row: pd.Series, quantity: str) -> str:
+    median, lo, hi = row[f"{quantity}_median"], row[f"{quantity}_min"], row[f"{quantity}_max"]
+    if pd.isna(median):
+        return _MISSING
+    if lo == hi:
+        return _fmt(median)
+    return f"{_fmt(median)} [{_fmt(lo)}–{_fmt(hi)}]"
+
+
+# display header -> (quantity, with spread)
+_DISPLAY_COLUMNS: dict[str, tuple[str, bool]] = {
+    "rel_error final, median [min–max]": ("rel_error_final", True),
+    "rel_error mean over t>0, median [min–max]": ("rel_error_mean", True),
+    "W2 − floor final, median [min–max]": ("w2_excess_final", True),
+    "W2 floor final": ("w2_floor_final", False),
+    "energy error final, median [min–max]": ("energy_error_final", True),
+    "energy gap final, median [min–max]": ("energy_gap_final", True),
+    "solve s (median)": ("solve_seconds", False),
+    "prepare s (median)": ("prepare_seconds", False),
+}
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-problem table as strings for reading: spreads as ``median [min–max]``, 3 significant
+    digits, columns that no solver has (e.g. W2 on an energy-gap problem) left out."""
+    out = pd.DataFrame(
+        {
+            "rank": [_fmt(r) for r in table["rank"]],
+            "solver": table["solver"].astype(str),
+            "seeds ok/total": [
+                f"{o}/{n}" for o, n in zip(table["seeds_ok"], table["seeds_total"], strict=True)
+            ],
+        }
+    )
+    for header, (quantity, spread) in _DISPLAY_COLUMNS.items():
+        if table[f"{quantity}_median"].isna().all() and quantity != "rel_error_final":
+            continue
+        if spread:
+            out[header] = [_fmt_spread(row, quantity) for _, row in table.iterrows()]
+        else:
+            out[header] = [_fmt(v) for v in table[f"{quantity}_median"]]
+    return out
+
+
+def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "solver": summary["solver"].astype(str),
+            "problems (ranked/run)": [
+                f"{r}/{n}" for r, n in zip(summary["problems_ranked"], summary["problems"], strict=True)
+            ],
+            "first places": summary["first_places"].astype(str),
+            "mean rank": [_fmt(v) for v in summary["mean_rank"]],
+            "median rel_error": [_fmt(v) for v in summary["median_rel_error"]],
+            f"share within {PROFILE_FACTOR:g}× best": [f"{v:.0%}" for v in summary["within_2x_best"]],
+        }
+    )
+
+
+def _first_line(message: Any, limit: int = 160) -> str:
+    text = "" if message is None or (isinstance(message, float) and math.isnan(message)) else str(message)
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _display_failures(failures: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "solver": failures["solver"].astype(str),
+            "problem": failures["problem"].astype(str),
+            "seed": failures["seed"].astype(str),
+            "error type": [_fmt(v) if _fmt(v) != _MISSING else "" for v in failures["error_type"]],
+            "message": [_first_line(m) for m in failures["error"]],
+            "run": failures["run_id"].astype(str),
+        }
+    )
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """GitHub-flavoured markdown table (pipes in cells escaped)."""
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def slugify(name: str) -> str:
+    """File-name-safe form of a problem name: ``porous-medium/barenblatt-2d-m2`` →
+    ``porous-medium-barenblatt-2d-m2`` (lower case; runs of other characters become one ``-``)."""
+    slug = re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-.")
+    return slug or "problem"
+
+
+def _metric_units(names: Sequence[str]) -> pd.DataFrame:
+    """Unit and meaning of each metric, from ``wgfbench.metrics.METRICS`` where it describes it."""
+    catalogue: dict[str, Any] = {}
+    if importlib.util.find_spec("wgfbench.metrics") is not None:
+        catalogue = getattr(importlib.import_module("wgfbench.metrics"), "METRICS", {}) or {}
+    rows = []
+    for name in names:
+        info = catalogue.get(name)
+        if info is not None:
+            rows.append((name, str(info.unit), str(info.description)))
+        else:
+            unit, description = _FALLBACK_UNITS.get(name, ("", ""))
+            rows.append((name, unit, description))
+    return pd.DataFrame(rows, columns=["metric", "unit", "meaning"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The leaderboard
+
+
+@dataclass
+class Leaderboard:
+    """Solvers ranked per problem by the median over seeds of ``rel_error`` at the final snapshot.
+
+    ``per_problem[problem]`` has one row per solver: ``rank`` (nullable, <NA> when the solver has
+    no score), ``solver``, ``seeds_ok``, ``seeds_total`` and, for each quantity in
+    :data:`QUANTITIES`, the columns ``<quantity>_{median,min,max,iqr}`` over ok seeds.
+    ``summary`` has one row per solver (see :func:`_summary`); ``failures`` one row per failed case
+    (``solver, problem, seed, error_type, error, run_id``). ``figures`` maps a problem to its PNG,
+    ``files`` lists everything written (empty without ``out_dir``).
+    """
+
+    tier: str
+    per_problem: dict[str, pd.DataFrame]
+    summary: pd.DataFrame
+    failures: pd.DataFrame
+    figures: dict[str, Path]
+    files: list[Path]
+    runs: list[RunInfo] = field(default_factory=list)
+    final_times: dict[str, float] = field(default_factory=dict)
+    problem_versions: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    metric_units: pd.DataFrame = field(default_factory=pd.DataFrame)
+    out_dir: Path | None = None
+
+    def _problem_heading(self, problem: str) -> str:
+        version = self.problem_versions.get(problem)
+        parts = [f"version {version}"] if version else []
+        t_final = self.final_times.get(problem, math.nan)
+        if not math.isnan(t_final):
+            parts.append(f"final t = {t_final:g}")
+        return f"{problem} ({', '.join(parts)})" if parts else problem
+
+    def tidy(self) -> pd.DataFrame:
+        """Long form of the per-problem tables: one row per (problem, solver, quantity, statistic)
+        with the rank, seed counts and the unit of the quantity; this is ``leaderboard.csv``."""
+        units = dict(zip(self.metric_units.get("metric", []), self.metric_units.get("unit", []), strict=True))
+        frames = []
+        for problem, table in self.per_problem.items():
+            value_columns = [f"{q}_{s}" for q in QUANTITIES for s in STATISTICS]
+            long = table.melt(
+                id_vars=["rank", "solver", "seeds_ok", "seeds_total"],
+                value_vars=value_columns,
+                var_name="column",
+                value_name="value",
+            )
+            split = long["column"].str.rsplit("_", n=1, expand=True)
+            long["quantity"], long["statistic"] = split[0], split[1]
+            long["unit"] = long["quantity"].map(lambda q: units.get(QUANTITIES[q], ""))
+            long.insert(0, "problem", problem)
+            long.insert(1, "problem_version", self.problem_versions.get(problem, ""))
+            long.insert(2, "t_final", self.final_times.get(problem, math.nan))
+            long.insert(0, "tier", self.tier)
+            frames.append(long.drop(columns="column"))
+        order = ["tier", "problem", "problem_version", "t_final", "solver", "rank", "seeds_ok", "seeds_total"]
+        order += ["quantity", "statistic", "value", "unit"]
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)[order]
+
+    def _header_lines(self) -> list[str]:
+        lines = [f"- Tier: `{self.tier}`"]
+        for run in self.runs:
+            created = f", created {run.created}" if run.created else ""
+            lines.append(f"- Run `{run.run_id}`{created}, {run.n_cases} case(s), machine: {run.machine}")
+            if run.versions:
+                shown = ", ".join(f"{k} {v}" for k, v in sorted(run.versions.items()))
+                lines.append(f"  - versions: {shown}")
+        lines.append(
+            "- Ranked by the median over seeds of `rel_error` at the final snapshot (lower is better); "
+            "spreads are [min–max] over seeds; W2 is a distance (not squared)."
+        )
+        lines.append(
+            f"- Summary: 'share within {PROFILE_FACTOR:g}× best' is the performance profile "
+            f"ρ(τ={PROFILE_FACTOR:g}) of Dolan & Moré (2002) over the problems each solver was run on."
+        )
+        return lines
+
+    def to_markdown(self) -> str:
+        """The whole leaderboard as markdown: header (tier, runs, machine, units), notes, summary,
+        one ranked table per problem (with its figure when written), failures."""
+        out = [f"# wgfbench leaderboard — tier `{self.tier}`", "", *self._header_lines(), ""]
+        if self.notes:
+            out += ["## Notes", "", *[f"- {note}" for note in self.notes], ""]
+        if len(self.metric_units):
+            out += ["## Metric units", "", _markdown_table(self.metric_units), ""]
+        out += ["## Summary", ""]
+        out += [
+            _markdown_table(_display_summary(self.summary)) if len(self.summary) else "No solver ran.",
+            "",
+        ]
+        for problem, table in self.per_problem.items():
+            out += [f"## {self._problem_heading(problem)}", "", _markdown_table(display_table(table)), ""]
+            figure = self.figures.get(problem)
+            if figure is not None:
+                link = os.path.relpath(figure, self.out_dir) if self.out_dir is not None else str(figure)
+                out += [f"![{problem}: rel_error vs t]({Path(link).as_posix()})", ""]
+        out += ["## Failures", ""]
+        if len(self.failures):
+            out += [_markdown_table(_display_failures(self.failures)), ""]
+        else:
+            out += ["No case failed.", ""]
+        return "\n".join(out)
+
+    def to_html(self) -> str:
+        """A self-contained HTML page (inline CSS, figures embedded as base64 PNG)."""
+        esc = html.escape
+        body = [f"<h1>wgfbench leaderboard — tier <code>{esc(self.tier)}</code></h1>", "<ul>"]
+        body += [f"<li>{esc(line[2:].strip())}</li>" for line in self._header_lines()]
+        body.append("</ul>")
+        if self.notes:
+            body += ["<h2>Notes</h2>", "<ul>", *[f"<li>{esc(n)}</li>" for n in self.notes], "</ul>"]
+        if len(self.metric_units):
+            body += ["<h2>Metric units</h2>", self.metric_units.to_html(index=False, border=0)]
+        body += ["<h2>Summary</h2>", _display_summary(self.summary).to_html(index=False, border=0)]
+        for problem, table in self.per_problem.items():
+            body += [f"<h2>{esc(self._problem_heading(problem))}</h2>"]
+            body.append(display_table(table).to_html(index=False, border=0))
+            figure = self.figures.get(problem)
+            if figure is not None and figure.is_file():
+                data = base64.b64encode(figure.read_bytes()).decode("ascii")
+                body.append(f'<img alt="{esc(problem)}" src="data:image/png;base64,{data}">')
+        body.append("<h2>Failures</h2>")
+        if len(self.failures):
+            body.append(_display_failures(self.failures).to_html(index=False, border=0))
+        else:
+            body.append("<p>No case failed.</p>")
+        style = (
+            "body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;"
+            "text-align:left}th{background:#f3f3f3}img{max-width:100%}"
+        )
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>wgfbench leaderboard ({esc(self.tier)})</title><style>{style}</style></head>"
+            f"<body>\n{chr(10).join(body)}\n</body></html>\n"
+        )
+
+    def to_console(self, console: Console) -> None:
+        """Print the summary, the per-problem tables, notes and failures with rich."""
+        from rich.markup import escape
+        from rich.table import Table
+        from rich.text import Text
+
+        # Text objects, not markup strings: "[min–max]" would otherwise be read as a style tag.
+        def rich_table(frame: pd.DataFrame, title: str) -> Table:
+            table = Table(title=Text(title), title_justify="left")
+            for column in frame.columns:
+                table.add_column(Text(str(column)), overflow="fold")
+            for row in frame.itertuples(index=False):
+                # A spread on its own line keeps the columns narrow on a terminal.
+                table.add_row(*[Text(str(v).replace(" [", "\n[")) for v in row])
+            return table
+
+        console.print(f"[bold]wgfbench leaderboard[/bold] — tier {escape(self.tier)}", highlight=False)
+        for run in self.runs:
+            console.print(f"run {run.run_id} ({run.n_cases} cases) on {run.machine}", markup=False)
+        for note in self.notes:
+            console.print(f"note: {note}", markup=False)
+        if len(self.summary):
+            console.print(rich_table(_display_summary(self.summary), "Summary"))
+        for problem, table in self.per_problem.items():
+            console.print(rich_table(display_table(table), self._problem_heading(problem)))
+        if len(self.failures):
+            console.print(rich_table(_display_failures(self.failures), "Failures"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+
+
+def _plot_problem(problem: str, snap_p: pd.DataFrame, order: list[str], path: Path) -> Path:
+    """PNG of rel_error(t), t > 0, per solver (median over seeds, band from min to max); a second
+    panel of W2(t) with each solver's W2 floor dashed where the floor was scored."""
+    import seaborn as sns
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    palette = dict(zip(order, sns.color_palette("tab10", n_colors=max(len(order), 1)), strict=False))
+    rel = snap_p[(snap_p["metric"] == "rel_error") & (snap_p["t"] > 0)]
+    w2 = snap_p[snap_p["metric"] == "w2"]
+    floor = snap_p[snap_p["metric"] == "w2_floor"]
+    two_panels = len(w2) > 0 and len(floor) > 0
+
+    # A bare Figure on the Agg canvas: no pyplot state, nothing left open.
+    fig = Figure(figsize=(11.0 if two_panels else 6.0, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if two_panels else 1, squeeze=False)[0]
+    common = {"x": "t", "y": "value", "hue": "solver", "estimator": "median", "errorbar": ("pi", 100)}
+    ax = axes[0]
+    if len(rel):
+        hue_order = [s for s in order if s in set(rel["solver"])]
+        sns.lineplot(data=rel, hue_order=hue_order, palette=palette, marker="o", ax=ax, **common)
+        if (rel["value"] > 0).all():
+            ax.set_yscale("log")
+    ax.set_xlabel("t")
+    ax.set_ylabel("rel_error (median over seeds, band min–max)")
+    ax.set_title(problem)
+    if two_panels:
+        ax = axes[1]
+        hue_order = [s for s in order if s in set(w2["solver"])]
+        sns.lineplot(data=w2, hue_order=hue_order, palette=palette, marker="o", ax=ax, **common)
+        lines = {
+            solver: rows.groupby("t")["value"].median().sort_index()
+            for solver, rows in floor.groupby("solver")
+        }
+        first = next(iter(lines.values()))
+        shared = all(line.index.equals(first.index) and np.allclose(line, first) for line in lines.values())
+        # Sample floors depend only on the reference draws and coincide across solvers; grid
+        # floors depend on each solver's grid and are drawn in its colour.
+        for solver, line in [(None, first)] if shared else lines.items():
+            colour = "black" if solver is None else palette.get(solver, "grey")
+            ax.plot(line.index, line.to_numpy(), linestyle="--", color=colour, alpha=0.8)
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], color="black" if shared else "grey", linestyle="--"))
+        labels.append("W2 floor" if shared else "W2 floor (per solver, dashed)")
+        ax.legend(handles, labels, fontsize="small")
+        ax.set_xlabel("t")
+        ax.set_ylabel("W2 (not squared)")
+        ax.set_title(f"{problem}: W2 and its floor")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    fig.clear()
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Building
+
+
+def _order_key(info: RunInfo, index: int) -> tuple[pd.Timestamp, int]:
+    created = pd.to_datetime(info.created, utc=True, errors="coerce") if info.created else pd.NaT
+    if pd.isna(created):
+        created = pd.Timestamp.min.tz_localize("UTC")
+    return created, index
+
+
+def _deduplicate(cases: pd.DataFrame, runs: list[RunInfo]) -> tuple[pd.DataFrame, list[str]]:
+    """Keep, for each (solver, problem, seed), the case of the newest run (by manifest ``created``;
+    a later position on the command line breaks ties and orders runs without a date). Returns the
+    kept cases and one note per (superseded run, newer run, solver, problem)."""
+    rank = {i: pos for pos, i in enumerate(sorted(range(len(runs)), key=lambda i: _order_key(runs[i], i)))}
+    cases = cases.assign(_age=cases["_run"].map(rank)).sort_values("_age", kind="stable")
+    kept = cases.drop_duplicates(list(CASE_KEY), keep="last")
+    winners = kept.set_index(list(CASE_KEY))["_run"]
+    dropped = cases.drop(kept.index)
+    dropped = dropped.assign(
+        _winner=winners.reindex(pd.MultiIndex.from_frame(dropped[list(CASE_KEY)])).to_numpy()
+    )
+    # A case repeated inside one run (a resumed run written twice) is not a cross-run duplicate.
+    dropped = dropped[dropped["_run"] != dropped["_winner"]]
+    notes = []
+    for (old, new, solver, problem), rows in dropped.groupby(["_run", "_winner", "solver", "problem"]):
+        seeds = ", ".join(str(s) for s in sorted(rows["seed"].unique()))
+        notes.append(
+            f"{solver} on {problem} (seed {seeds}) is in runs {runs[old].run_id!r} and "
+            f"{runs[new].run_id!r}; kept the newer run {runs[new].run_id!r}"
+            + (f" (created {runs[new].created})" if runs[new].created else "")
+        )
+    return kept.drop(columns="_age").reset_index(drop=True), notes
+
+
+def build_leaderboard(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None) -> Leaderboard:
+    """Rank solvers per problem over one or more run directories of the same tier.
+
+    Per problem: median over seeds of ``rel_error`` at the final snapshot (the ranking score;
+    lower is better), its [min–max] and IQR over seeds, ``rel_error`` averaged over the snapshot
+    times t > 0, the W2 excess over the floor at the final time (W2 − W2_floor, W2 not squared),
+    energy error or gap at the final time, and median solve and prepare wall times. Failed cases
+    go to ``failures``; a solver with no ok seed is listed unranked. Summary: see module docstring.
+
+    Parameters
+    ----------
+    run_dirs
+        Run directories written by the runner. All must share one tier, else :class:`WgfbenchError`.
+        A (solver, problem, seed) in several runs is taken from the newest (manifest ``created``).
+    out_dir
+        When given, writes ``leaderboard.md``, ``leaderboard.csv`` (long form, see
+        :meth:`Leaderboard.tidy`), ``leaderboard_summary.csv``, ``leaderboard_failures.csv``,
+        ``leaderboard.html`` (self-contained) and ``figures/<problem-slug>.png``.
+    """
+    paths = [Path(p) for p in run_dirs]
+    if not paths:
+        raise WgfbenchError("build_leaderboard needs at least one run directory")
+    seen: set[Path] = set()
+    unique_paths = []
+    for path in paths:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique_paths.append(path)
+
+    loaded = [_load_run(path, i) for i, path in enumerate(unique_paths)]
+    runs = [info for info, _, _ in loaded]
+    tiers = sorted({run.tier for run in runs})
+    if len(tiers) > 1:
+        listing = "; ".join(f"{run.run_id!r} ({run.path}) is tier {run.tier!r}" for run in runs)
+        raise WgfbenchError(
+            f"leaderboards never mix tiers, but these runs do: {listing}. Build one leaderboard per tier."
+        )
+    tier = tiers[0]
+
+    cases, notes = _deduplicate(pd.concat([c for _, c, _ in loaded], ignore_index=True), runs)
+    for note in notes:
+        logger.info(note)
+    for column, default in (("error_type", None), ("error", None), ("problem_version", None)):
+        if column not in cases:
+            cases[column] = default
+    problem_versions: dict[str, str] = {}
+    for problem, versions in cases.groupby("problem")["problem_version"]:
+        distinct = sorted({str(v) for v in versions.dropna()})
+        problem_versions[problem] = ", ".join(distinct)
+        if len(distinct) > 1:
+            notes.append(f"{problem} combines problem versions {', '.join(distinct)} across runs")
+    skipped = cases["status"] == "skipped"
+    if skipped.any():
+        notes.append(f"{int(skipped.sum())} skipped case(s) are not counted")
+        cases = cases[~skipped]
+
+    failures = (
+        cases.loc[cases["status"] != "ok", ["solver", "problem", "seed", "error_type", "error", "run_id"]]
+        .sort_values(["problem", "solver", "seed"])
+        .reset_index(drop=True)
+    )
+
+    # Results of kept, ok cases only: a failed case never contributes a score.
+    ok_keys = cases.loc[cases["status"] == "ok", ["_run", *CASE_KEY]]
+    results = pd.concat([r for _, _, r in loaded], ignore_index=True)
+    results = results.merge(ok_keys, on=["_run", *CASE_KEY], how="inner")
+    results["value"] = pd.to_numeric(results["value"], errors="coerce")
+    results["t"] = pd.to_numeric(results["t"], errors="coerce")
+    snap = results[results["t"].notna()].copy()
+    snap["t_key"] = _t_key(snap["t"])
+
+    # Per-case wall times: cases.parquet first, per-case result rows (t = NaN) where it lacks them.
+    per_case = cases.loc[cases["status"] == "ok"].set_index(["problem", "solver", "seed"])
+    per_case = per_case.reindex(columns=["solve_seconds", "prepare_seconds"]).astype(float)
+    timing_rows = results[results["t"].isna() & results["metric"].isin(["solve_seconds", "prepare_seconds"])]
+    if len(timing_rows):
+        from_results = timing_rows.pivot_table(
+            index=["problem", "solver", "seed"], columns="metric", values="value", aggfunc="median"
+        )
+        per_case = per_case.combine_first(from_results.reindex(columns=per_case.columns))
+
+    per_problem: dict[str, pd.DataFrame] = {}
+    final_times: dict[str, float] = {}
+    for problem in sorted(cases["problem"].unique()):
+        cases_p = cases[cases["problem"] == problem]
+        snap_p = snap[snap["problem"] == problem]
+        per_case_p = (
+            per_case.xs(problem, level="problem")
+            if problem in per_case.index.get_level_values("problem")
+            else pd.DataFrame(columns=per_case.columns)
+        )
+        per_problem[problem], final_times[problem] = _problem_table(cases_p, snap_p, per_case_p)
+
+    board = Leaderboard(
+        tier=tier,
+        per_problem=per_problem,
+        summary=_summary(per_problem),
+        failures=failures,
+        figures={},
+        files=[],
+        runs=runs,
+        final_times=final_times,
+        problem_versions=problem_versions,
+        notes=notes,
+        metric_units=_metric_units(list(dict.fromkeys(QUANTITIES.values()))),
+        out_dir=Path(out_dir) if out_dir is not None else None,
+    )
+    if board.out_dir is not None:
+        _write(board, snap)
+    return board
+
+
+def _write(board: Leaderboard, snap: pd.DataFrame) -> None:
+    out = board.out_dir
+    assert out is not None
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for problem, table in board.per_problem.items():
+        snap_p = snap[snap["problem"] == problem]
+        if not (snap_p["metric"] == "rel_error").any() and not (snap_p["metric"] == "w2").any():
+            continue
+        slug = base = slugify(problem)
+        n = 2
+        while slug in used:  # two names may slugify alike
+            slug, n = f"{base}-{n}", n + 1
+        used.add(slug)
+        board.figures[problem] = _plot_problem(
+            problem, snap_p, list(table["solver"]), out / "figures" / f"{slug}.png"
+        )
+
+    written = {
+        "leaderboard.md": board.to_markdown(),
+        "leaderboard.html": board.to_html(),
+    }
+    for name, text in written.items():
+        (out / name).write_text(text, encoding="utf-8")
+    board.tidy().to_csv(out / "leaderboard.csv", index=False)
+    board.summary.to_csv(out / "leaderboard_summary.csv", index=False)
+    board.failures.to_csv(out / "leaderboard_failures.csv", index=False)
+    board.files = [
+        out / "leaderboard.md",
+        out / "leaderboard.csv",
+        out / "leaderboard_summary.csv",
+        out / "leaderboard_failures.csv",
+        out / "leaderboard.html",
+        *board.figures.values(),
+    ]
