@@ -1,0 +1,93 @@
+"""nox sessions: tests, lint, the plain-install check, the README demo, GPU tests and benchmarks.
+
+CPU machines install the CPU build of torch through ``constraints/cpu.txt``; the ``gpu`` session
+keeps whatever torch the machine resolves (a CUDA build).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+CPU = ("-c", "constraints/cpu.txt")
+DEMO_PROBLEMS = ("fokker-planck/*", "porous-medium/*", "aggregation/*", "kalman-wasserstein/*")
+
+
+def _install(session: nox.Session, *extras: str, cpu: bool = True) -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install(*(CPU if cpu else ()), "-e", spec)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default test suite (no slow or GPU tests): ``nox -s tests``."""
+    _install(session, "test")
+    session.run("pytest", "-m", "not slow and not gpu", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """Long checks (convergence tables, many particles)."""
+    _install(session, "test")
+    session.run("pytest", "-m", "slow", "-s", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def install(session: nox.Session) -> None:
+    """A plain (non-editable) install finds every built-in through entry points."""
+    session.install(*CPU, ".")
+    tmp = session.create_tmp()
+    session.chdir(tmp)  # away from the source tree, so only the installed copy can be imported
+    session.run(
+        "python", "-c",
+        "import json, subprocess, sys, wgfbench, wgfbench_plugins;"
+        "assert 'site-packages' in wgfbench_plugins.__file__, wgfbench_plugins.__file__;"
+        "out = json.loads(subprocess.check_output(['wgfbench', 'list', '--format', 'json']));"
+        "names = {s['name'] for s in out['solvers']} | {p['name'] for p in out['problems']};"
+        "need = {'reference', 'langevin', 'fokker-planck/ou-2d', 'porous-medium/barenblatt-2d-m2',"
+        " 'aggregation/newtonian-2d', 'kalman-wasserstein/elliptic-2d'};"
+        "assert need <= names, need - names; assert not out['failures'], out['failures'];"
+        "print('plain install OK:', len(out['solvers']), 'solvers,', len(out['problems']), 'problems')",
+    )
+    session.run("wgfbench", "run", "--solver", "reference", "--problem", "fokker-planck/ou-1d",
+                "--tier", "smoke", "--out", os.path.join(tmp, "run"))
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's benchmark: both baseline solvers on problems of all four families, 3 seeds,
+    smoke tier on CPU, then the leaderboard (``runs/demo/leaderboard``)."""
+    _install(session)
+    tier = session.posargs[0] if session.posargs else "smoke"
+    out = f"runs/demo-{tier}"
+    problems = [arg for pattern in DEMO_PROBLEMS for arg in ("--problem", pattern)]
+    session.run("wgfbench", "run", "--solver", "reference", "--solver", "langevin", *problems,
+                "--seeds", "3", "--tier", tier, "--out", out, "--resume")
+    session.run("wgfbench", "leaderboard", out, "--out", f"{out}/leaderboard")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Harness performance: scoring vs solving share of the demo campaign, and w2 + floor timings."""
+    _install(session)
+    session.run("python", "benchmarks/harness.py", *session.posargs)
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """GPU-marked tests, on a machine with CUDA (keeps the CUDA torch the machine resolves)."""
+    _install(session, "test", cpu=False)
+    session.run("python", "-c", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device')")
+    session.run("pytest", "-m", "gpu", *session.posargs)

@@ -1,0 +1,176 @@
+"""The pluggy host: entry points, isolation of failing plugins, duplicates, disabling, docs."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+from importlib import metadata
+
+import pytest
+import torch
+
+import wgfbench
+from wgfbench import hookspecs
+from wgfbench.errors import DuplicateNameError, UnknownNameError
+from wgfbench.host import Host
+from wgfbench.references import DistributionPath, Gaussian
+from wgfbench.trajectory import ParticleSnapshot, Trajectory
+
+BUILTIN_PLUGINS = {
+    "fokker-planck",
+    "porous-medium",
+    "aggregation",
+    "kalman-wasserstein",
+    "reference",
+    "langevin",
+}
+
+
+def _tiny_problem(name: str = "toy/gauss-1d") -> wgfbench.Problem:
+    law = Gaussian([0.0], [[1.0]])
+    return wgfbench.Problem(
+        name=name,
+        family=name.split("/")[0],
+        dim=1,
+        energy=wgfbench.Energy([wgfbench.Entropy()]),
+        initial=law,
+        times=(0.0, 1.0),
+        dt=0.1,
+        references={"pde": DistributionPath(lambda t: law, dim=1)},
+        primary_metric="w2",
+    )
+
+
+class FrozenSolver(wgfbench.Solver):
+    name = "toy-frozen"
+
+    def solve(self, problem, ctx):
+        x = ctx.to(problem.initial.sample(10, ctx.cpu_generator))
+        return Trajectory([ParticleSnapshot(t, x) for t in problem.times])
+
+
+def _plugin(name: str, problems=(), solvers=()) -> types.ModuleType:
+    module = types.ModuleType(name)
+
+    @wgfbench.hookimpl
+    def wgfbench_register_problems(registry):
+        for p in problems:
+            registry.add(p)
+
+    @wgfbench.hookimpl
+    def wgfbench_register_solvers(registry):
+        for s in solvers:
+            registry.add(s)
+
+    module.wgfbench_register_problems = wgfbench_register_problems
+    module.wgfbench_register_solvers = wgfbench_register_solvers
+    return module
+
+
+def test_builtins_come_through_entry_points():
+    eps = {ep.name: ep for ep in metadata.entry_points(group="wgfbench")}
+    assert BUILTIN_PLUGINS <= set(eps)
+    host = Host(distributions={"wgfbench"})
+    assert not host.failures, host.failures
+    assert BUILTIN_PLUGINS <= set(host.plugin_infos)
+    for name in BUILTIN_PLUGINS:
+        info = host.plugin_infos[name]
+        assert info.distribution == "wgfbench"
+        assert info.version == wgfbench.__version__
+    # Every built-in item names the plugin that provided it.
+    assert host.solvers.entry("langevin").plugin.name == "langevin"
+
+
+def test_direct_plugins_register_problems_and_solvers():
+    host = Host(entry_points=False, plugins=[_plugin("toyplug", [_tiny_problem()], [FrozenSolver])])
+    assert list(host.problems) == ["toy/gauss-1d"]
+    assert list(host.solvers) == ["toy-frozen"]
+    assert host.problems.entry("toy/gauss-1d").plugin.name == "toyplug"
+    problem = wgfbench.get_problem("toy/gauss-1d", host=host)
+    solver = wgfbench.get_solver("toy-frozen", tier="smoke", host=host)
+    assert isinstance(solver, FrozenSolver) and problem.dim == 1
+
+
+def test_duplicate_names_name_both_plugins():
+    a = _plugin("plugin_a", [_tiny_problem()])
+    b = _plugin("plugin_b", [_tiny_problem()])
+    with pytest.raises(DuplicateNameError, match=r"plugin_a.*plugin_b|plugin_b.*plugin_a"):
+        Host(entry_points=False, plugins=[a, b])
+
+
+def test_failing_plugin_is_reported_and_others_still_load():
+    good = _plugin("good", [_tiny_problem()])
+    bad = types.ModuleType("bad")
+
+    @wgfbench.hookimpl
+    def wgfbench_register_solvers(registry):
+        raise RuntimeError("boom in register")
+
+    bad.wgfbench_register_solvers = wgfbench_register_solvers
+    host = Host(entry_points=False, plugins=[bad, good])
+    assert [f.plugin for f in host.failures] == ["bad"]
+    assert "boom in register" in str(host.failures[0])
+    assert "toy/gauss-1d" in host.problems
+
+
+def test_import_failure_of_an_entry_point_is_isolated(monkeypatch):
+    real = metadata.entry_points
+
+    def with_broken(group=None, **kw):
+        eps = list(real(group=group, **kw)) if group else real(**kw)
+        if group == "wgfbench":
+            broken = metadata.EntryPoint("broken-plugin", "wgfbench_no_such_module_xyz", "wgfbench")
+            eps.append(broken)
+        return eps
+
+    monkeypatch.setattr(metadata, "entry_points", with_broken)
+    host = Host()
+    failure = next(f for f in host.failures if f.plugin == "broken-plugin")
+    assert failure.stage == "import" and "ModuleNotFoundError" in failure.error
+    assert "langevin" in host.solvers
+
+
+def test_disable_env_blocks_plugins(monkeypatch):
+    monkeypatch.setenv("WGFBENCH_DISABLE_PLUGINS", "langevin, aggregation")
+    host = Host(distributions={"wgfbench"})
+    assert "langevin" not in host.plugin_infos and "aggregation" not in host.plugin_infos
+    assert "langevin" not in host.solvers
+    assert "reference" in host.solvers
+
+
+def test_misspelt_hook_fails_check_pending():
+    module = types.ModuleType("typo")
+
+    @wgfbench.hookimpl
+    def wgfbench_register_solver(registry):  # missing "s"
+        pass
+
+    module.wgfbench_register_solver = wgfbench_register_solver
+    with pytest.raises(Exception, match="unknown hook"):
+        Host(entry_points=False, plugins=[module])
+
+
+def test_unknown_names_suggest_close_matches():
+    host = Host(entry_points=False, plugins=[_plugin("p", [_tiny_problem()], [FrozenSolver])])
+    with pytest.raises(UnknownNameError, match="toy/gauss-1d"):
+        wgfbench.get_problem("toy/gaus-1d", host=host)
+    with pytest.raises(UnknownNameError, match="toy-frozen"):
+        wgfbench.get_solver("toy-frozn", host=host)
+
+
+def test_every_hookspec_is_documented_with_its_signature():
+    specs = {n: f for n, f in vars(hookspecs).items() if n.startswith("wgfbench_") and callable(f)}
+    assert set(specs) == {"wgfbench_register_problems", "wgfbench_register_solvers"}
+    readme = (__import__("pathlib").Path(__file__).parents[2] / "docs" / "plugins.md").read_text()
+    for name, func in specs.items():
+        assert func.__doc__ and "Example" in func.__doc__, f"{name} has no docstring with an example"
+        params = ", ".join(inspect.signature(func).parameters)
+        assert f"{name}({params})" in readme, f"{name}({params}) is not documented in docs/plugins.md"
+
+
+def test_no_stray_plugins_in_the_test_host():
+    host = wgfbench.default_host()
+    assert {info.distribution for info in host.plugin_infos.values()} <= {"wgfbench"}
+    assert torch.get_default_dtype() == torch.float32  # nothing mutates global torch state
+    assert "wgfbench_example_plugin" not in sys.modules
