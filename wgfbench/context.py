@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from wgfbench.errors import BudgetExceeded, UnknownNameError
+from wgfbench.seeding import seed_from
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,12 @@ class Context:
         progress: ProgressCallback = _no_progress,
         logger: logging.Logger | None = None,
     ) -> Context:
-        """A context seeded with ``seed`` (both generators) for ``tier``; the budget defaults to
-        the tier's. ``artifacts`` defaults to a fresh temporary directory."""
+        """A context seeded with ``seed`` for ``tier``; the budget defaults to the tier's.
+        ``artifacts`` defaults to a fresh temporary directory.
+
+        The two generators get different seeds derived from ``seed``: on a CPU context, equal
+        seeds would make ``generator`` replay ``cpu_generator``'s stream, so the first noise a
+        solver draws would equal the standard normals behind its initial samples."""
         tier = get_tier(tier) if isinstance(tier, str) else tier
         device = torch.device(device)
         if artifacts is None:
@@ -93,7 +98,7 @@ class Context:
             dtype=dtype,
             generator=make_generator(seed, device),
             seed=seed,
-            cpu_generator=make_generator(seed, "cpu"),
+            cpu_generator=make_generator(seed_from("cpu-generator", seed), "cpu"),
             tier=tier,
             artifacts=Path(artifacts),
             budget_seconds=tier.budget_seconds if budget_seconds is None else budget_seconds,
