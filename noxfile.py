@@ -51,7 +51,8 @@ def install(session: nox.Session) -> None:
     tmp = session.create_tmp()
     session.chdir(tmp)  # away from the source tree, so only the installed copy can be imported
     session.run(
-        "python", "-c",
+        "python",
+        "-c",
         "import json, subprocess, sys, wgfbench, wgfbench_plugins;"
         "assert 'site-packages' in wgfbench_plugins.__file__, wgfbench_plugins.__file__;"
         "out = json.loads(subprocess.check_output(['wgfbench', 'list', '--format', 'json']));"
@@ -61,33 +62,64 @@ def install(session: nox.Session) -> None:
         "assert need <= names, need - names; assert not out['failures'], out['failures'];"
         "print('plain install OK:', len(out['solvers']), 'solvers,', len(out['problems']), 'problems')",
     )
-    session.run("wgfbench", "run", "--solver", "reference", "--problem", "fokker-planck/ou-1d",
-                "--tier", "smoke", "--out", os.path.join(tmp, "run"))
+    session.run(
+        "wgfbench",
+        "run",
+        "--solver",
+        "reference",
+        "--problem",
+        "fokker-planck/ou-1d",
+        "--tier",
+        "smoke",
+        "--out",
+        os.path.join(tmp, "run"),
+    )
+
+
+def _run_demo(session: nox.Session, tier: str) -> str:
+    out = f"runs/demo-{tier}"
+    problems = [arg for pattern in DEMO_PROBLEMS for arg in ("--problem", pattern)]
+    session.run(
+        "wgfbench",
+        "run",
+        "--solver",
+        "reference",
+        "--solver",
+        "langevin",
+        *problems,
+        "--seeds",
+        "3",
+        "--tier",
+        tier,
+        "--out",
+        out,
+        "--resume",
+    )
+    return out
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """The README's benchmark: both baseline solvers on problems of all four families, 3 seeds,
-    smoke tier on CPU, then the leaderboard (``runs/demo/leaderboard``)."""
+    smoke tier on CPU (``nox -s demo -- quick`` for the quick tier), then the leaderboard."""
     _install(session)
-    tier = session.posargs[0] if session.posargs else "smoke"
-    out = f"runs/demo-{tier}"
-    problems = [arg for pattern in DEMO_PROBLEMS for arg in ("--problem", pattern)]
-    session.run("wgfbench", "run", "--solver", "reference", "--solver", "langevin", *problems,
-                "--seeds", "3", "--tier", tier, "--out", out, "--resume")
+    out = _run_demo(session, session.posargs[0] if session.posargs else "smoke")
     session.run("wgfbench", "leaderboard", out, "--out", f"{out}/leaderboard")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Harness performance: scoring vs solving share of the demo campaign, and w2 + floor timings."""
+    """Harness performance: scoring vs solving share of the demo campaign (run if missing, resumed
+    otherwise), and the time of one w2 + floor at each tier's n_eval."""
     _install(session)
-    session.run("python", "benchmarks/harness.py", *session.posargs)
+    out = _run_demo(session, "smoke")
+    session.run("python", "benchmarks/harness.py", out, *session.posargs)
 
 
 @nox.session
 def gpu(session: nox.Session) -> None:
     """GPU-marked tests, on a machine with CUDA (keeps the CUDA torch the machine resolves)."""
     _install(session, "test", cpu=False)
-    session.run("python", "-c", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device')")
+    has_cuda = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device')"
+    session.run("python", "-c", has_cuda)
     session.run("pytest", "-m", "gpu", *session.posargs)

@@ -40,8 +40,8 @@ def test_installed_plugin_is_listed_and_runs(plugin_site, tmp_path):
     items = json.loads(listed.stdout)
     solvers = {s["name"]: s for s in items["solvers"]}
     problems = {p["name"]: p for p in items["problems"]}
-    assert solvers["heun-langevin"]["plugin"]["distribution"] == "wgfbench-example-plugin"
-    assert problems["example/ou-shifted-1d"]["plugin"]["name"] == "example-heun"
+    assert solvers["heun-langevin"]["distribution"] == "wgfbench-example-plugin"
+    assert problems["example/ou-shifted-1d"]["plugin"] == "example-heun"
     assert "langevin" in solvers  # the built-ins are still there
 
     out = tmp_path / "run"

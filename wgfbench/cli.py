@@ -103,8 +103,8 @@ def _solver_rows(host: Host) -> list[dict[str, Any]]:
                 "plugin": entry.plugin.name,
                 "distribution": entry.plugin.distribution,
                 "version": entry.plugin.version,
-                "config": {f: str(info.annotation) for f, info in cls.Config.model_fields.items()},
-                "presets": sorted(cls.presets),
+                "config_schema": cls.Config.model_json_schema(),
+                "presets": {tier: dict(values) for tier, values in sorted(cls.presets.items())},
                 "has_citation": bool(cls.citation),
             }
         )

@@ -134,7 +134,7 @@ def test_list_json_names_plugins_problems_and_failures(cli):
         set(solvers) == {"toy-exact", "toy-raise", "toy-interrupt"}
         and solvers["toy-exact"]["plugin"] == "toy_cli_plugin"
     )
-    assert "n_particles" in solvers["toy-exact"]["config"]
+    assert "n_particles" in solvers["toy-exact"]["config_schema"]["properties"]
     problems = {p["name"]: p for p in payload["problems"]}
     ou = problems["toy/ou-1d"]
     assert (ou["family"], ou["dim"], ou["reference"], ou["primary_metric"]) == ("toy", 1, "exact", "w2")

@@ -11,6 +11,7 @@ weak order 2 for additive noise (Kloeden & Platen, *Numerical Solution of SDEs*,
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from pydantic import PositiveFloat, PositiveInt
 
@@ -28,9 +29,12 @@ class HeunLangevin(wgfbench.Solver):
     """Stochastic Heun particles for Fokker–Planck problems (entropy + potential energies)."""
 
     name = "heun-langevin"
-    citation = "@book{kloeden1992, title={Numerical Solution of Stochastic Differential Equations}, author={Kloeden, Peter E. and Platen, Eckhard}, publisher={Springer}, year={1992}}"
+    citation = (
+        "@book{kloeden1992, title={Numerical Solution of Stochastic Differential Equations},"
+        " author={Kloeden, Peter E. and Platen, Eckhard}, publisher={Springer}, year={1992}}"
+    )
     Config = HeunConfig
-    presets = {"smoke": {"n_particles": 2000}, "quick": {"n_particles": 20000, "dt_factor": 0.5}}
+    presets: ClassVar = {"smoke": {"n_particles": 2000}, "quick": {"n_particles": 20000, "dt_factor": 0.5}}
 
     def supports(self, problem):
         energy = problem.energy
@@ -66,13 +70,14 @@ def make_ou_shifted_1d() -> wgfbench.Problem:
     def at(t: float) -> Gaussian:
         return Gaussian([2.0 - 3.0 * math.exp(-t)], [[0.25 * math.exp(-2 * t) + 1 - math.exp(-2 * t)]])
 
+    def well(x):
+        return 0.5 * ((x - 2.0) ** 2).sum(-1)
+
     return wgfbench.Problem(
         name="example/ou-shifted-1d",
         family="example",
         dim=1,
-        energy=wgfbench.Energy(
-            [wgfbench.Entropy(), wgfbench.Potential(lambda x: 0.5 * ((x - 2.0) ** 2).sum(-1), lambda x: x - 2.0)]
-        ),
+        energy=wgfbench.Energy([wgfbench.Entropy(), wgfbench.Potential(V=well, grad=lambda x: x - 2.0)]),
         initial=at(0.0),
         times=(0.0, 0.5, 1.0, 2.0),
         dt=0.02,
