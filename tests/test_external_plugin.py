@@ -20,8 +20,18 @@ def plugin_site(tmp_path_factory) -> Path:
     """The example plugin pip-installed into its own directory (no dependencies pulled)."""
     site = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(EXAMPLE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE),
+        ],
         check=True,
     )
     return site
@@ -30,7 +40,12 @@ def plugin_site(tmp_path_factory) -> Path:
 def _wgfbench(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", "wgfbench", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "wgfbench", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -46,8 +61,21 @@ def test_installed_plugin_is_listed_and_runs(plugin_site, tmp_path):
 
     out = tmp_path / "run"
     ran = _wgfbench(
-        plugin_site, "run", "--solver", "heun-langevin", "--problem", "example/*",
-        "--problem", "fokker-planck/ou-1d", "--tier", "smoke", "--seeds", "2", "--out", str(out), cwd=tmp_path,
+        plugin_site,
+        "run",
+        "--solver",
+        "heun-langevin",
+        "--problem",
+        "example/*",
+        "--problem",
+        "fokker-planck/ou-1d",
+        "--tier",
+        "smoke",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        cwd=tmp_path,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     cases = pd.read_parquet(out / "cases.parquet")

@@ -30,7 +30,9 @@ class Tier:
 TIERS: dict[str, Tier] = {
     "smoke": Tier("smoke", n_eval=500, budget_seconds=10.0, description="seconds per case, for CI"),
     "quick": Tier("quick", n_eval=1000, budget_seconds=180.0, description="≤ 3 min per case on 2 CPU cores"),
-    "large": Tier("large", n_eval=4000, budget_seconds=3600.0, description="for a GPU, checkpointed per step"),
+    "large": Tier(
+        "large", n_eval=4000, budget_seconds=3600.0, description="for a GPU, checkpointed per step"
+    ),
 }
 
 

@@ -52,14 +52,16 @@ class InternalEnergy(ABC):
 
     @abstractmethod
     def per_mass(self, log_rho: Tensor) -> Tensor:
-        """:math:`U(\\rho)/\\rho` as a function of :math:`\\log\\rho`, so :math:`\\int U = \\mathbb E[\\cdot]`."""
+        """:math:`U(\\rho)/\\rho` as a function of :math:`\\log\\rho`, so that
+        :math:`\\int U(\\rho) = \\mathbb E_\\rho[U(\\rho)/\\rho]`."""
 
     @abstractmethod
     def per_sample(self, x: Tensor) -> Tensor:
         """Per-sample terms of a k-NN estimate of :math:`\\int U(\\rho)` from samples alone."""
 
     def pressure(self, rho: Tensor) -> Tensor:
-        """:math:`P(\\rho) = \\rho U'(\\rho) - U(\\rho)`; the PDE reads :math:`\\partial_t\\rho = \\Delta P(\\rho) + \\dots`."""
+        """The pressure :math:`P(\\rho) = \\rho U'(\\rho) - U(\\rho)`: the internal-energy part of the
+        flow is :math:`\\partial_t\\rho = \\Delta P(\\rho)`."""
         return rho * self.dU(rho) - self.U(rho)
 
 
@@ -85,7 +87,8 @@ class Entropy(InternalEnergy):
 
 @dataclass(frozen=True)
 class PowerInternal(InternalEnergy):
-    r""":math:`U(\rho) = \rho^m/(m-1)`, :math:`m>1`: the porous medium equation :math:`\partial_t\rho=\Delta\rho^m`."""
+    r""":math:`U(\rho) = \rho^m/(m-1)`, :math:`m>1`: the porous medium equation
+    :math:`\partial_t\rho=\Delta\rho^m`."""
 
     m: float
 

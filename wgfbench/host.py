@@ -125,8 +125,9 @@ class Host:
                 raise
             except Exception as exc:
                 self.failures.append(
-                    PluginFailure(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}",
-                                  traceback.format_exc())
+                    PluginFailure(
+                        impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                    )
                 )
             finally:
                 registry.current_plugin = None
@@ -160,5 +161,3 @@ def set_default_host(host: Host | None) -> Host | None:
     global _default_host
     old, _default_host = _default_host, host
     return old
-
-

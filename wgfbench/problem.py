@@ -2,7 +2,7 @@ r"""The :class:`Problem` contract: one Wasserstein gradient flow with trusted re
 
 A problem is the PDE
 
-.. math:: \partial_t\rho = \nabla\cdot\big(\rho\,\mathcal M(\rho)\,\nabla\tfrac{\delta\mathcal E}{\delta\rho}\big),
+.. math:: \partial_t\rho = \nabla\cdot\big(\mathcal M(\rho)\,\nabla\tfrac{\delta\mathcal E}{\delta\rho}\big),
           \qquad \rho(0)=\rho_0,
 
 given by its ``energy`` (typed terms, :mod:`wgfbench.energy`), its ``mobility``, the initial law
@@ -12,6 +12,7 @@ given by its ``energy`` (typed terms, :mod:`wgfbench.energy`), its ``mobility``,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -108,7 +109,7 @@ class Problem:
             raise ValueError(f"problem name {self.name!r} must start with its family {self.family!r}/")
         times = tuple(float(t) for t in self.times)
         object.__setattr__(self, "times", times)
-        if not times or times[0] != 0.0 or any(b <= a for a, b in zip(times, times[1:], strict=False)):
+        if not times or times[0] != 0.0 or any(b <= a for a, b in itertools.pairwise(times)):
             raise ValueError(f"{self.name}: times must start at 0 and increase, got {times}")
         if "pde" not in self.references or not isinstance(self.references["pde"], Reference):
             raise ValueError(f"{self.name}: references needs a 'pde' Reference")

@@ -165,7 +165,9 @@ class DistributionPath(Reference):
 
     kind: ClassVar[ReferenceKind] = "exact"
 
-    def __init__(self, at: Callable[[float], Distribution], dim: int, energy: Callable[[float], float] | None = None):
+    def __init__(
+        self, at: Callable[[float], Distribution], dim: int, energy: Callable[[float], float] | None = None
+    ):
         self._at, self.dim, self._energy = at, dim, energy
 
     def at(self, t: float) -> Distribution:

@@ -61,7 +61,9 @@ class Solver(ABC):
             except pydantic.ValidationError as exc:
                 raise ConfigError(_format_validation_error(self.name, exc)) from None
         elif not isinstance(config, self.Config):
-            raise ConfigError(f"solver {self.name!r} expects a {self.Config.__name__}, got {type(config).__name__}")
+            raise ConfigError(
+                f"solver {self.name!r} expects a {self.Config.__name__}, got {type(config).__name__}"
+            )
         self.config = config
 
     @classmethod

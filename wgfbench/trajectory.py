@@ -37,7 +37,9 @@ class GridSnapshot:
 
     @property
     def cell_volume(self) -> float:
-        return math.prod((h - l) / n for l, h, n in zip(self.box.low, self.box.high, self.rho.shape, strict=True))
+        return math.prod(
+            (h - l) / n for l, h, n in zip(self.box.low, self.box.high, self.rho.shape, strict=True)
+        )
 
     @property
     def mass(self) -> float:
@@ -101,10 +103,14 @@ class Trajectory:
             if isinstance(snap, ParticleSnapshot):
                 n = snap.x.shape[0]
                 if snap.x.ndim != 2 or snap.x.shape[1] != dim:
-                    raise ValueError(f"t={snap.t}: particles must have shape (n, {dim}), got {tuple(snap.x.shape)}")
+                    raise ValueError(
+                        f"t={snap.t}: particles must have shape (n, {dim}), got {tuple(snap.x.shape)}"
+                    )
                 for name, tensor in (("log_rho", snap.log_rho), ("weights", snap.weights)):
                     if tensor is not None and tensor.shape != (n,):
-                        raise ValueError(f"t={snap.t}: {name} must have shape ({n},), got {tuple(tensor.shape)}")
+                        raise ValueError(
+                            f"t={snap.t}: {name} must have shape ({n},), got {tuple(tensor.shape)}"
+                        )
             elif snap.rho.ndim != dim:
                 raise ValueError(f"t={snap.t}: grid density must have {dim} axes, got {snap.rho.ndim}")
             for name, tensor in snap.tensors().items():
