@@ -29,10 +29,6 @@ class DuplicateNameError(WgfbenchError):
     """Two plugins registered the same solver or problem name."""
 
 
-class PluginLoadError(WgfbenchError):
-    """A plugin failed to import or to register; carried by name, the others still load."""
-
-
 class ConfigError(WgfbenchError, ValueError):
     """A malformed solver config or run plan; the message names the offending field."""
 

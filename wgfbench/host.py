@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 
 from wgfbench import hookspecs
-from wgfbench.errors import DuplicateNameError, PluginLoadError
+from wgfbench.errors import DuplicateNameError
 from wgfbench.registry import PluginInfo, ProblemRegistry, SolverRegistry
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
@@ -138,11 +138,6 @@ class Host:
 
     def plugin_versions(self) -> dict[str, str | None]:
         return {name: info.version for name, info in self._info.items()}
-
-    def raise_failures(self) -> None:
-        """Raise :class:`PluginLoadError` listing every failed plugin (for strict callers)."""
-        if self.failures:
-            raise PluginLoadError("; ".join(str(f) for f in self.failures))
 
 
 _default_host: Host | None = None

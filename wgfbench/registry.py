@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -94,6 +94,3 @@ class SolverRegistry(_Registry[type]):
         if not (isinstance(solver_cls, type) and issubclass(solver_cls, Solver)):
             raise TypeError(f"registry.add expects a Solver subclass, got {solver_cls!r}")
         self._add(solver_cls.name, solver_cls)
-
-
-ProblemFactory = Callable[[], Any]
