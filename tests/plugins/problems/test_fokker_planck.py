@@ -18,6 +18,7 @@ import scipy.linalg
 import scipy.optimize
 import scipy.stats
 import torch
+from gaussian_moments import F64, fokker_planck_rhs, moment_ode, quadratic_of, rel
 
 import wgfbench
 from wgfbench.energy import Entropy
@@ -26,42 +27,6 @@ from wgfbench.references import GaussianMixture, jko_step_count
 OU_NAMES = [f"fokker-planck/ou-{d}d" for d in (1, 2, 10, 32)]
 GAUSSIAN_NAMES = [*OU_NAMES, "fokker-planck/ou-rotated-2d"]
 ALL_NAMES = [*GAUSSIAN_NAMES, "fokker-planck/mixture-2d"]
-F64 = torch.float64
-
-
-def well_of(problem) -> tuple[np.ndarray, np.ndarray]:
-    """(A, μ) of V = ½(x−μ)ᵀA(x−μ), recovered from ∇V alone (exact for a linear gradient)."""
-    d = problem.dim
-    grad0 = problem.energy.grad_V(torch.zeros(1, d, dtype=F64))[0]
-    A = (problem.energy.grad_V(torch.eye(d, dtype=F64)) - grad0).numpy().T
-    mu = -np.linalg.solve(A, grad0.numpy())
-    return 0.5 * (A + A.T), mu
-
-
-def ou_ode(A, mu, m0, S0, times) -> tuple[np.ndarray, np.ndarray]:
-    """dm/dt = −A(m−μ), dΣ/dt = −AΣ − ΣA + 2I by an adaptive 8th-order Runge–Kutta solve."""
-    d = len(mu)
-
-    def rhs(_t, y):
-        m, S = y[:d], y[d:].reshape(d, d)
-        return np.concatenate([-A @ (m - mu), (-A @ S - S @ A + 2 * np.eye(d)).ravel()])
-
-    sol = scipy.integrate.solve_ivp(
-        rhs,
-        (0.0, max(times)),
-        np.concatenate([m0, S0.ravel()]),
-        method="DOP853",
-        t_eval=times,
-        rtol=1e-12,
-        atol=1e-13,
-    )
-    assert sol.success
-    return sol.y[:d].T, sol.y[d:].T.reshape(len(times), d, d)
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def gaussian_free_energy_1d(m, s, a, mu) -> float:
@@ -83,7 +48,7 @@ def test_problem_contract(name):
         jko_step_count(t, problem.dt)
     assert problem.primary_metric == ("w2" if "mixture" in name else "bures_w2")
     assert ("jko" in problem.references) == (name in OU_NAMES)
-    A, mu = well_of(problem)
+    A, mu = quadratic_of(problem)
     x = torch.randn(50, problem.dim, generator=torch.Generator().manual_seed(1), dtype=F64)
     diff = x.numpy() - mu
     np.testing.assert_allclose(
@@ -103,10 +68,10 @@ def test_problem_contract(name):
 @pytest.mark.parametrize("name", GAUSSIAN_NAMES)
 def test_gaussian_moments_match_ode(name):
     problem = wgfbench.get_problem(name)
-    A, mu = well_of(problem)
+    A, mu = quadratic_of(problem)
     m0, S0 = problem.initial.mean().numpy(), problem.initial.cov().numpy()
     times = np.array(problem.times)
-    m_ode, S_ode = ou_ode(A, mu, m0, S0, times)
+    m_ode, S_ode = moment_ode(fokker_planck_rhs(A, mu), m0, S0, times)
     for k, t in enumerate(times):
         assert rel(problem.reference.mean(t), m_ode[k]) < 1e-6
         assert rel(problem.reference.cov(t), S_ode[k]) < 1e-6
@@ -224,7 +189,7 @@ def test_box_covers_seven_sigma_at_every_snapshot():
 def test_jko_iterates_match_numerical_jko_minimisation(name):
     """Per axis, ρ^{k+1} = argmin_{N(m,s²)} (m−m_k)² + (s−s_k)² + 2τF(N(m,s²)), minimised by BFGS."""
     problem = wgfbench.get_problem(name)
-    A, mu = well_of(problem)
+    A, mu = quadratic_of(problem)
     a = np.diag(A)
     tau, steps = 0.1, 8
     ref = problem.jko.for_step(tau)
@@ -285,7 +250,7 @@ def test_jko_converges_to_pde_at_first_order():
 
 def test_mixture_density_matches_independent_evaluation():
     problem = wgfbench.get_problem("fokker-planck/mixture-2d")
-    A, mu = well_of(problem)
+    A, mu = quadratic_of(problem)
     initial = problem.initial
     gen = torch.Generator().manual_seed(7)
     for t in problem.times:
@@ -324,7 +289,7 @@ def test_mixture_samples_match_moments():
 @pytest.mark.parametrize("name", ["fokker-planck/ou-10d", "fokker-planck/ou-rotated-2d"])
 def test_gaussian_initial_family_members_are_exact(name):
     problem = wgfbench.get_problem(name)
-    A, mu = well_of(problem)
+    A, mu = quadratic_of(problem)
     first = problem.initial_family.draw(torch.Generator().manual_seed(0))
     again = problem.initial_family.draw(torch.Generator().manual_seed(0))
     other = problem.initial_family.draw(torch.Generator().manual_seed(1))
@@ -332,7 +297,7 @@ def test_gaussian_initial_family_members_are_exact(name):
     assert not torch.allclose(first[0].mean(), other[0].mean())
     initial, reference = first
     times = np.array(problem.times)
-    m_ode, S_ode = ou_ode(A, mu, initial.mean().numpy(), initial.cov().numpy(), times)
+    m_ode, S_ode = moment_ode(fokker_planck_rhs(A, mu), initial.mean().numpy(), initial.cov().numpy(), times)
     for k, t in enumerate(times):
         assert rel(reference.mean(t), m_ode[k]) < 1e-6 and rel(reference.cov(t), S_ode[k]) < 1e-6
 
@@ -346,6 +311,6 @@ def test_mixture_initial_family_members_are_exact():
         x = initial.sample(300, gen)
         np.testing.assert_allclose(reference.log_density(0.0, x), initial.log_density(x), atol=1e-10)
         # the mixture mean follows the OU mean ODE by linearity
-        A, mu = well_of(problem)
+        A, mu = quadratic_of(problem)
         m_t = mu + scipy.linalg.expm(-A * 1.0) @ (initial.mean().numpy() - mu)
         assert rel(reference.mean(1.0), m_t) < 1e-10

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import pytest
-import scipy.integrate
 import torch
+from gaussian_moments import F64, kalman_wasserstein_rhs, moment_ode, quadratic_of, rel
 from wgfbench_plugins.problems import kalman_wasserstein as kw
 
 import wgfbench
@@ -26,41 +26,6 @@ from wgfbench.references import jko_step_count
 
 LINEAR_NAMES = ["kalman-wasserstein/linear-2d", "kalman-wasserstein/linear-10d"]
 ELLIPTIC = "kalman-wasserstein/elliptic-2d"
-F64 = torch.float64
-
-
-def posterior_of(problem) -> tuple[np.ndarray, np.ndarray]:
-    """(B, m*) of the quadratic Φ, recovered from ∇Φ alone (exact for a linear gradient)."""
-    d = problem.dim
-    grad0 = problem.energy.grad_V(torch.zeros(1, d, dtype=F64))[0]
-    B = (problem.energy.grad_V(torch.eye(d, dtype=F64)) - grad0).numpy().T
-    return 0.5 * (B + B.T), -np.linalg.solve(B, grad0.numpy())
-
-
-def kw_ode(B, m_star, m0, C0, times) -> tuple[np.ndarray, np.ndarray]:
-    """dm/dt = −CB(m − m*), dC/dt = 2C − 2CBC (Gaussian Kalman–Wasserstein flow) by DOP853."""
-    d = len(m0)
-
-    def rhs(_t, y):
-        m, C = y[:d], y[d:].reshape(d, d)
-        return np.concatenate([-C @ B @ (m - m_star), (2 * C - 2 * C @ B @ C).ravel()])
-
-    sol = scipy.integrate.solve_ivp(
-        rhs,
-        (0.0, max(times)),
-        np.concatenate([m0, C0.ravel()]),
-        method="DOP853",
-        t_eval=times,
-        rtol=1e-12,
-        atol=1e-13,
-    )
-    assert sol.success
-    return sol.y[:d].T, sol.y[d:].T.reshape(len(times), d, d)
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def grid_points(low, high, n) -> tuple[list[np.ndarray], torch.Tensor, float]:
@@ -94,7 +59,7 @@ def test_problem_contract(name):
 def test_potential_is_the_linear_misfit_plus_prior(name):
     """Φ(u) − Φ(m*) = ½(u−m*)ᵀB(u−m*), and ∇Φ agrees with autograd of Φ."""
     problem = wgfbench.get_problem(name)
-    B, m_star = posterior_of(problem)
+    B, m_star = quadratic_of(problem)
     assert np.all(np.linalg.eigvalsh(B) > 0)
     u = torch.randn(40, problem.dim, generator=torch.Generator().manual_seed(0), dtype=F64)
     phi = problem.energy.V(u).numpy()
@@ -110,10 +75,10 @@ def test_potential_is_the_linear_misfit_plus_prior(name):
 @pytest.mark.parametrize("name", LINEAR_NAMES)
 def test_linear_moments_match_ode(name):
     problem = wgfbench.get_problem(name)
-    B, m_star = posterior_of(problem)
+    B, m_star = quadratic_of(problem)
     m0, C0 = problem.initial.mean().numpy(), problem.initial.cov().numpy()
     times = np.array(problem.times)
-    m_ode, C_ode = kw_ode(B, m_star, m0, C0, times)
+    m_ode, C_ode = moment_ode(kalman_wasserstein_rhs(B, m_star), m0, C0, times)
     for k, t in enumerate(times):
         assert rel(problem.reference.mean(t), m_ode[k]) < 1e-6, t
         assert rel(problem.reference.cov(t), C_ode[k]) < 1e-6, t
@@ -187,10 +152,12 @@ def test_linear_10d_free_energy_matches_monte_carlo():
 
 def test_linear_initial_family_members_are_exact():
     problem = wgfbench.get_problem("kalman-wasserstein/linear-10d")
-    B, m_star = posterior_of(problem)
+    B, m_star = quadratic_of(problem)
     initial, reference = problem.initial_family.draw(torch.Generator().manual_seed(3))
     times = np.array(problem.times)
-    m_ode, C_ode = kw_ode(B, m_star, initial.mean().numpy(), initial.cov().numpy(), times)
+    m_ode, C_ode = moment_ode(
+        kalman_wasserstein_rhs(B, m_star), initial.mean().numpy(), initial.cov().numpy(), times
+    )
     for k, t in enumerate(times):
         assert rel(reference.mean(t), m_ode[k]) < 1e-6 and rel(reference.cov(t), C_ode[k]) < 1e-6
     other, _ = problem.initial_family.draw(torch.Generator().manual_seed(4))
