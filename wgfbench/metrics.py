@@ -173,6 +173,12 @@ METRICS: dict[str, MetricInfo] = _catalogue(
     ),
     MetricInfo("mass_error", "mass", "grid outputs: |mass - 1|"),
     MetricInfo(
+        "l1_error",
+        "1",
+        "grid outputs, references with a density (not stationary): relative L1 error "
+        "sum_K |K| |rho_K - rho_ref(x_K)| / sum_K |K| rho_ref(x_K), reference at cell centres",
+    ),
+    MetricInfo(
         "min_density", "density", "grid outputs: minimum cell density (negative = positivity lost)", False
     ),
     MetricInfo(
@@ -415,7 +421,7 @@ def _resample_with_log_rho(
     snapshot: Snapshot, n: int, generator: torch.Generator
 ) -> tuple[Tensor, Tensor | None]:
     if isinstance(snapshot, GridSnapshot):
-        return snapshot.sample(n, generator), None
+        return snapshot.sample_with_log_rho(n, generator)
     idx = _resample_indices(snapshot.x.shape[0], n, snapshot.weights, generator)
     x = _cpu(snapshot.x)[idx]
     log_rho = None if snapshot.log_rho is None else _cpu(snapshot.log_rho)[idx]
@@ -430,11 +436,21 @@ def resample(snapshot: Snapshot, n: int, generator: torch.Generator) -> Tensor:
       without replacement (:math:`N = n` returns a permutation of all particles);
     * :math:`N < n`: ``n`` draws with replacement;
     * :class:`~wgfbench.trajectory.GridSnapshot`: ``snapshot.sample`` (a cell by its mass, then
-      uniform within it).
+      uniform within it); the points carry :math:`\log\rho_K` of their cell, so energies of grid
+      outputs use the particle estimator :math:`\mathbb E[U(\rho)/\rho]` on the piecewise-constant density.
 
     ``generator`` is a CPU ``torch.Generator`` (the scorer seeds it independently of the solver).
     """
     return _resample_with_log_rho(snapshot, n, generator)[0]
+
+
+def grid_l1_error(snapshot: GridSnapshot, reference: Reference) -> float:
+    r"""Relative L1 error of a grid density against the reference density at the cell centres:
+    :math:`\sum_K |K|\,|\rho_K - \rho(t, x_K)| \,/\, \sum_K |K|\rho(t, x_K)`."""
+    grid = snapshot.grid
+    centres = grid.centres().reshape(-1, grid.dim)
+    exact = torch.exp(_cpu(reference.log_density(snapshot.t, centres))).reshape(grid.shape)
+    return float((_cpu(snapshot.rho) - exact).abs().sum() / exact.sum())
 
 
 def _moments(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -781,6 +797,8 @@ class Scorer:
         if isinstance(snapshot, GridSnapshot):
             add("mass_error", abs(snapshot.mass - 1.0))
             add("min_density", float(snapshot.rho.min()))
+            if reference.has_density and not self.stationary:
+                add("l1_error", grid_l1_error(snapshot, reference))
 
         final = step == len(problem.times) - 1
         scored = final or not self.stationary

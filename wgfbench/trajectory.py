@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from wgfbench.errors import NonFiniteOutput
+from wgfbench.grid import Grid
 from wgfbench.problem import Box
 
 
@@ -48,16 +49,25 @@ class GridSnapshot:
     def tensors(self) -> dict[str, Tensor]:
         return {"rho": self.rho}
 
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.box, tuple(self.rho.shape))
+
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """Samples of the piecewise-constant density: a cell by its mass, then uniform within it."""
-        rho = self.rho.detach().to("cpu", torch.float64)
-        flat = rho.clamp_min(0).reshape(-1)
+        return self.sample_with_log_rho(n, generator)[0]
+
+    def sample_with_log_rho(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        r"""``n`` samples as :meth:`sample` (CPU float64, shape (n, d)) and the log of the
+        piecewise-constant density at them, :math:`\log\rho_K` of their cell (shape (n,))."""
+        rho = self.rho.detach().to("cpu", torch.float64).clamp_min(0)
+        flat = rho.reshape(-1)
         idx = torch.multinomial(flat / flat.sum(), n, replacement=True, generator=generator)
         cells = torch.stack(torch.unravel_index(idx, rho.shape), dim=1).to(torch.float64)
         low = torch.tensor(self.box.low, dtype=torch.float64)
         width = (torch.tensor(self.box.high, dtype=torch.float64) - low) / torch.tensor(rho.shape)
         jitter = torch.rand(n, rho.dim(), generator=generator, dtype=torch.float64)
-        return low + (cells + jitter) * width
+        return low + (cells + jitter) * width, torch.log(flat[idx])
 
 
 Snapshot = ParticleSnapshot | GridSnapshot

@@ -421,6 +421,12 @@ def test_grid_snapshots_are_resampled_and_get_mass_and_positivity():
     for step in w2s:  # the floor discretises the reference on the same grid
         assert 0.6 * floors[step] < w2s[step] < 1.6 * floors[step]
     assert max(by_metric(rows, "rel_error").values()) < 0.3
+    l1 = by_metric(rows, "l1_error")  # cell-centre values of the exact density: L1 error 0 …
+    assert l1[0] < 1e-4 and l1[1] < 1e-4  # (midpoint-rule mass of the grid, renormalised)
+    assert l1[2] == pytest.approx(0.1, rel=1e-2)  # … except the 10 % excess mass
+    # the energy of a grid output uses log rho of the cells: it matches the exact energy closely
+    energy, exact = by_metric(rows, "energy"), by_metric(rows, "energy_exact")
+    assert abs(energy[1] - exact[1]) < 0.15
 
 
 def test_per_step_log_gives_step_energy_and_dissipation():
