@@ -1,4 +1,4 @@
-"""The ``wgfbench`` command line: ``list``, ``run``, ``show``, ``leaderboard``.
+"""The ``wgfbench`` command line: ``list``, ``run``, ``show``, ``leaderboard``, ``reference``.
 
 Exit codes: 0 when the command did its job (a run in which some cases failed *did* its job:
 failures are results), 2 on a usage error (unknown names — with close matches —, bad configs
@@ -614,6 +614,70 @@ def leaderboard_command(runs: Sequence[Path], out: Path | None) -> None:
     board.to_console(_console())
     if out is not None:
         _console().print(f"leaderboard written to {out}")
+
+
+@main.group("reference")
+def reference_group() -> None:
+    """Numerical references: rebuild or verify the stored high-resolution data of a problem."""
+
+
+def _numerical_references(name: str) -> dict[str, Any]:
+    from wgfbench.numerical import GridPath
+
+    try:
+        problem = wgfbench.get_problem(name)
+    except WgfbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    found = {role: ref for role, ref in problem.references.items() if isinstance(ref, GridPath)}
+    if not found:
+        raise click.UsageError(f"{name} has no numerical reference")
+    return found
+
+
+@reference_group.command("build")
+@click.argument("problem")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here instead of the problem's own data file (needs a source checkout or editable install).",
+)
+def reference_build_command(problem: str, out: Path | None) -> None:
+    """Recompute PROBLEM's numerical reference with its pinned solver settings and store it
+    (.npz, no pickle, with provenance); prints the content hash to pin in the problem's code."""
+    from wgfbench.numerical import save_grid_data
+
+    console = _console()
+    for role, ref in _numerical_references(problem).items():
+        target = out or Path(str(ref.source))
+        console.print(f"building the {role!r} reference of {problem} …")
+        digest = save_grid_data(target, ref.build())
+        status = "matches the pinned hash" if digest == ref.sha256 else "differs from the pinned hash"
+        console.print(f"wrote {target}\ncontent sha256 {digest} ({status}: {ref.sha256})")
+
+
+@reference_group.command("verify")
+@click.argument("problem")
+@click.option("--tolerance", type=float, default=1e-10, show_default=True)
+def reference_verify_command(problem: str, tolerance: float) -> None:
+    """Check the stored data's hash, recompute it, and report the largest difference (exit 1
+    when it exceeds --tolerance)."""
+    from wgfbench.numerical import max_difference
+
+    console = _console()
+    worst = 0.0
+    for role, ref in _numerical_references(problem).items():
+        try:
+            stored = ref.data
+        except WgfbenchError as exc:
+            raise click.ClickException(str(exc)) from None
+        console.print(f"{problem} [{role}]: stored data matches its hash; recomputing …")
+        diff = max_difference(stored, ref.build())
+        worst = max(worst, diff)
+        console.print(f"largest |difference| to the stored density: {diff:.3e} (tolerance {tolerance:g})")
+    if not worst <= tolerance:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
