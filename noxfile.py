@@ -116,6 +116,14 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/harness.py", out, *session.posargs)
 
 
+@nox.session(name="bench_jko")
+def bench_jko(session: nox.Session) -> None:
+    """Classical JKO steps side by side: fv-jko and entropic-jko at 64², 128², 32³ (porous medium):
+    median time per step, Newton/linear-solve/Sinkhorn counts and L1 errors at equal tau."""
+    _install(session)
+    session.run("python", "benchmarks/jko_steps.py", *session.posargs)
+
+
 @nox.session
 def gpu(session: nox.Session) -> None:
     """GPU-marked tests, on a machine with CUDA (keeps the CUDA torch the machine resolves)."""
