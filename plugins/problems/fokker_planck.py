@@ -23,7 +23,11 @@ Problems registered here (all lazily, through factories):
 * ``fokker-planck/ou-{1,2,10,32}d``: diagonal :math:`A` with distinct entries; references ``"pde"``
   (exact Gaussian path) and ``"jko"`` (exact JKO iterates); primary metric ``bures_w2``;
 * ``fokker-planck/ou-rotated-2d``: a rotated, non-diagonal :math:`A`; ``"pde"`` only;
-* ``fokker-planck/mixture-2d``: a three-component Gaussian mixture; primary metric ``w2``.
+* ``fokker-planck/mixture-2d``: a three-component Gaussian mixture; primary metric ``w2``;
+* ``fokker-planck/box-1d``: linear potential :math:`V=-gx` on :math:`[0,1]` with no-flux walls and
+  the exact Cancès–Gallouët–Todeschi solution (:class:`BoxProfile`); primary metric ``w2``;
+* ``fokker-planck/four-wells-2d``: KL to a four-Gaussian mixture (Deep JKO §4.1,
+  :class:`MixtureWells`); stationary reference :math:`q`; primary metric ``energy_gap``.
 
 Every law is computed in float64 on the CPU; the potential itself follows the device and dtype of
 its argument, so solvers can evaluate it on their own device.
@@ -36,6 +40,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,6 +55,7 @@ from wgfbench.references import (
     GaussianMixture,
     JKOIterates,
     Reference,
+    Stationary,
     as_tensor,
     jko_step_count,
 )
@@ -489,6 +495,253 @@ def make_mixture_2d() -> Problem:
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# box-1d: linear potential on [0, 1] with no-flux walls (Cancès, Gallouët & Todeschi 2020)
+
+BOX_G = 1.0
+BOX_T0 = 1e-3
+"""Absolute time of the initial condition: at absolute time 0 the profile vanishes at x = 1."""
+BOX_TIMES = (0.0, 0.025, 0.05, 0.1, 0.2)
+"""The transient decays as e^{-αt}, α = π² + g²/4 ≈ 10.1: by t = 0.2 it has lost a factor 7.6."""
+BOX_DT = 0.005
+
+
+def _gauss_legendre(a: float, b: float, n_panels: int = 64, order: int = 16) -> tuple[Tensor, Tensor]:
+    """Nodes and weights of composite Gauss–Legendre quadrature on ``[a, b]`` (float64)."""
+    x, w = np.polynomial.legendre.leggauss(order)
+    edges = np.linspace(a, b, n_panels + 1)
+    half = 0.5 * np.diff(edges)
+    nodes = (edges[:-1, None] + half[:, None] * (x[None, :] + 1.0)).ravel()
+    return torch.from_numpy(nodes), torch.from_numpy((half[:, None] * w[None, :]).ravel())
+
+
+class BoxProfile(Distribution):
+    r"""The Cancès–Gallouët–Todeschi solution of :math:`\partial_t\rho=\partial_x(\partial_x\rho-g\rho)`
+    on :math:`[0,1]` with no flux, at absolute time :math:`s>0` (``PROBLEMS.md``, "Fokker–Planck";
+    Cancès, Gallouët & Todeschi, *Numer. Math.* 146 (2020), §5):
+
+    .. math:: \tilde\rho(x,s) = e^{-\alpha s+gx/2}\big(\pi\cos\pi x+\tfrac g2\sin\pi x\big)
+              + \pi e^{g(x-1/2)},\qquad \alpha=\pi^2+g^2/4.
+
+    (derived) Since :math:`\tfrac{d}{dx}[e^{gx/2}\sin\pi x] = e^{gx/2}(\pi\cos\pi x+\tfrac g2\sin\pi x)`,
+    the transient has zero mass, the mass is :math:`M = (2\pi/g)\sinh(g/2)` at every :math:`s`, and
+    the CDF is elementary:
+
+    .. math:: F(x,s) = \big[e^{-\alpha s}e^{gx/2}\sin\pi x + (\pi/g)(e^{g(x-1/2)}-e^{-g/2})\big]/M.
+
+    Samples by inverse CDF (vectorised bisection to float64 resolution); moments and the free
+    energy :math:`\int\rho\log\rho-g\int x\rho` by composite Gauss–Legendre quadrature (smooth
+    integrand). The profile vanishes at :math:`x=1` when :math:`s=0`, so :math:`s` must be positive.
+    """
+
+    dim = 1
+
+    def __init__(self, s: float, g: float = BOX_G):
+        if not s > 0:
+            raise ValueError(f"the box profile needs absolute time s > 0, got {s}")
+        self.s, self.g = float(s), float(g)
+        self.alpha = math.pi**2 + 0.25 * self.g**2
+        self.decay = math.exp(-self.alpha * self.s)
+        self.mass = 2 * math.pi / self.g * math.sinh(0.5 * self.g)
+
+    def unnormalised(self, x: Tensor) -> Tensor:
+        r""":math:`\tilde\rho(x,s)` for ``x`` of any shape (float64), no support cut."""
+        g, px = self.g, math.pi * x
+        return torch.exp(0.5 * g * x) * self.decay * (
+            math.pi * torch.cos(px) + 0.5 * g * torch.sin(px)
+        ) + math.pi * torch.exp(g * (x - 0.5))
+
+    def cdf(self, x: Tensor) -> Tensor:
+        r""":math:`F(x,s)` (class docstring) for ``x`` of any shape, clamped to :math:`[0,1]`."""
+        x = as_tensor(x).clamp(0.0, 1.0)
+        g = self.g
+        primitive = self.decay * torch.exp(0.5 * g * x) * torch.sin(math.pi * x) + math.pi / g * (
+            torch.exp(g * (x - 0.5)) - math.exp(-0.5 * g)
+        )
+        return primitive / self.mass
+
+    def quantile(self, u: Tensor, iterations: int = 64) -> Tensor:
+        """:math:`F^{-1}(u)` by bisection on :math:`[0,1]` (``F`` is increasing); any shape."""
+        u = as_tensor(u)
+        lo, hi = torch.zeros_like(u), torch.ones_like(u)
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            below = self.cdf(mid) < u
+            lo = torch.where(below, mid, lo)
+            hi = torch.where(below, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` exact samples by inverse CDF, (n, 1) float64."""
+        return self.quantile(torch.rand(n, generator=generator, dtype=DTYPE))[:, None]
+
+    def log_density(self, x: Tensor) -> Tensor:
+        r""":math:`\log(\tilde\rho/M)` on :math:`[0,1]`, :math:`-\infty` outside; ``x`` (n, 1) -> (n,)."""
+        y = as_tensor(x)[:, 0]
+        inside = (y >= 0) & (y <= 1)
+        value = torch.log(self.unnormalised(y.clamp(0.0, 1.0))) - math.log(self.mass)
+        return torch.where(inside, value, torch.full_like(value, -math.inf))
+
+    def _quadrature(self) -> tuple[Tensor, Tensor, Tensor]:
+        nodes, weights = _gauss_legendre(0.0, 1.0)
+        return nodes, weights, self.unnormalised(nodes) / self.mass
+
+    def mean(self) -> Tensor:
+        nodes, weights, rho = self._quadrature()
+        return (weights * rho * nodes).sum().reshape(1)
+
+    def cov(self) -> Tensor:
+        nodes, weights, rho = self._quadrature()
+        m = (weights * rho * nodes).sum()
+        return (weights * rho * (nodes - m) ** 2).sum().reshape(1, 1)
+
+    def free_energy(self) -> float:
+        r""":math:`\int_0^1\rho\log\rho\,dx - g\int_0^1 x\rho\,dx` by quadrature."""
+        nodes, weights, rho = self._quadrature()
+        return float((weights * rho * (torch.log(rho) - self.g * nodes)).sum())
+
+
+def box_reference(g: float = BOX_G, t0: float = BOX_T0) -> DistributionPath:
+    """The exact ``box-1d`` reference: problem time ``t`` is absolute time ``t + t0``."""
+    return DistributionPath(
+        lambda t: BoxProfile(t + t0, g), dim=1, energy=lambda t: BoxProfile(t + t0, g).free_energy()
+    )
+
+
+def linear_potential(g: float) -> Potential:
+    r""":math:`V(x) = -g x_1` with :math:`\nabla V = (-g)`; follows the device and dtype of ``x`` (n, 1)."""
+    return Potential(lambda x: -g * x[:, 0], grad=lambda x: torch.full_like(x, -g))
+
+
+def make_box_1d() -> Problem:
+    r"""``fokker-planck/box-1d``: :math:`\mathcal E = \int\rho\log\rho - g\int x\rho` on :math:`[0,1]`,
+    :math:`g=1`, no flux, i.e. :math:`\partial_t\rho = \partial_x(\partial_x\rho - g\rho)` with
+    :math:`\partial_x\rho - g\rho = 0` at :math:`x=0,1`; exact reference :class:`BoxProfile` at
+    absolute time :math:`t+10^{-3}`. The stationary state is :math:`\propto e^{gx}`."""
+    reference = box_reference()
+    return Problem(
+        name=f"{FAMILY}/box-1d",
+        family=FAMILY,
+        dim=1,
+        energy=Energy([Entropy(), linear_potential(BOX_G)]),
+        initial=reference.at(0.0),
+        times=BOX_TIMES,
+        dt=BOX_DT,
+        references={"pde": reference},
+        primary_metric="w2",
+        box=Box((0.0,), (1.0,)),
+        version=1,
+        description=(
+            "Fokker–Planck on [0, 1] with V = −x and no-flux walls (Cancès–Gallouët–Todeschi 2020): "
+            "exact solution e^{−αs+x/2}(π cos πx + ½ sin πx) + π e^{x−½}, α = π² + ¼, at absolute "
+            "time s = t + 1e−3; sampled by inverse of its closed-form CDF."
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# four-wells-2d: KL to a Gaussian mixture (Deep JKO §4.1)
+
+FOUR_WELLS_CENTRES = ((2.0, 2.0), (2.0, -2.0), (-2.0, 2.0), (-2.0, -2.0))
+FOUR_WELLS_INITIAL_CENTRES = ((1.2, 0.0), (-1.2, 0.0))
+FOUR_WELLS_SIGMA = 0.5
+FOUR_WELLS_TIMES = (0.0, 0.1, 0.2, 0.4, 0.8, 2.0)
+"""Deep JKO Fig. 1 shows t ≤ 0.4; a finite-volume run (160², explicit) gives KL(ρ(t)|q) = 6.70,
+2.88, 1.28, 0.257, 0.0104 at t = 0, 0.1, 0.2, 0.4, 0.8 and 7e-7 at t = 2, so the last snapshot
+is stationary to well below the energy estimators' noise."""
+FOUR_WELLS_DT = 0.025
+"""The paper's JKO step Δt = 0.025."""
+FOUR_WELLS_HALF_WIDTH = 5.0
+"""Every well and initial component is 6σ from the box edge: mass outside below 1e-8."""
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureWells:
+    r"""The potential :math:`V = -\log q` of an isotropic Gaussian mixture
+    :math:`q = \sum_k w_k\mathcal N(c_k,\sigma^2 I)`:
+
+    .. math:: V(x) = -\operatorname{logsumexp}_k\big(\log w_k - |x-c_k|^2/(2\sigma^2)\big)
+              + \tfrac d2\log(2\pi\sigma^2),\qquad
+              \nabla V(x) = \sum_k r_k(x)\,(x-c_k)/\sigma^2,
+
+    :math:`r_k` the responsibilities (softmax of the same logits). Then
+    :math:`\int\rho\log\rho + \int\rho V = \mathrm{KL}(\rho\|q)` (Deep JKO eq. (29)), whose minimum
+    :math:`\mathcal E(q) = 0`. ``centres`` (K, d), ``weights`` (K,), float64; ``V``/``grad`` follow
+    the device and dtype of ``x`` (n, d) and return (n,) / (n, d).
+    """
+
+    centres: Tensor
+    weights: Tensor
+    sigma: float
+
+    @property
+    def dim(self) -> int:
+        return self.centres.shape[1]
+
+    def _logits(self, x: Tensor) -> Tensor:
+        c = self.centres.to(x)
+        sq = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+        return torch.log(self.weights.to(x))[None, :] - 0.5 * sq / self.sigma**2
+
+    def V(self, x: Tensor) -> Tensor:
+        log_norm = 0.5 * self.dim * math.log(2 * math.pi * self.sigma**2)
+        return -torch.logsumexp(self._logits(x), dim=1) + log_norm
+
+    def grad(self, x: Tensor) -> Tensor:
+        r = torch.softmax(self._logits(x), dim=1)
+        return (x - r @ self.centres.to(x)) / self.sigma**2
+
+    def target(self) -> GaussianMixture:
+        """The law :math:`q` itself."""
+        k, d = self.centres.shape
+        covs = self.sigma**2 * torch.eye(d, dtype=DTYPE).expand(k, d, d)
+        return GaussianMixture(self.weights, self.centres, covs)
+
+    def potential(self) -> Potential:
+        return Potential(self.V, grad=self.grad)
+
+
+def four_wells() -> MixtureWells:
+    """The Deep JKO §4.1 target: equal weights at (±2, ±2), σ = 0.5."""
+    return MixtureWells(as_tensor(FOUR_WELLS_CENTRES), torch.full((4,), 0.25, dtype=DTYPE), FOUR_WELLS_SIGMA)
+
+
+def four_wells_initial() -> GaussianMixture:
+    """Equal mixture of N((±1.2, 0), 0.5² I) (Deep JKO §4.1)."""
+    covs = FOUR_WELLS_SIGMA**2 * torch.eye(2, dtype=DTYPE).expand(2, 2, 2)
+    return GaussianMixture([0.5, 0.5], FOUR_WELLS_INITIAL_CENTRES, covs)
+
+
+def make_four_wells_2d(pde_reference: Reference | None = None) -> Problem:
+    r"""``fokker-planck/four-wells-2d`` (Deep JKO §4.1): the Wasserstein gradient flow of
+    :math:`\mathrm{KL}(\rho\|q)`, :math:`q` four Gaussians at :math:`(\pm2,\pm2)`, :math:`\sigma=0.5`,
+    from two Gaussians at :math:`(\pm1.2, 0)`, :math:`\sigma=0.5`.
+
+    ``references["stationary"]`` is :math:`q` with :math:`\mathcal E_\infty = 0`. ``pde_reference``
+    is the ``"pde"`` role; by default the same stationary :math:`q` (primary metric
+    ``energy_gap``). A numerical (grid) reference of the flow replaces it by passing it here.
+    """
+    wells = four_wells()
+    stationary = Stationary(wells.target(), energy_inf=0.0, provenance="q itself: KL(q|q) = 0")
+    return Problem(
+        name=f"{FAMILY}/four-wells-2d",
+        family=FAMILY,
+        dim=2,
+        energy=Energy([Entropy(), wells.potential()]),
+        initial=four_wells_initial(),
+        times=FOUR_WELLS_TIMES,
+        dt=FOUR_WELLS_DT,
+        references={"pde": stationary if pde_reference is None else pde_reference, "stationary": stationary},
+        primary_metric="energy_gap",
+        box=Box.cube(FOUR_WELLS_HALF_WIDTH, 2),
+        version=1,
+        description=(
+            "Fokker–Planck flow of KL(ρ|q), q = equal mixture of N((±2, ±2), 0.5² I), from the equal "
+            "mixture of N((±1.2, 0), 0.5² I) (Deep JKO §4.1); stationary reference q, E∞ = 0."
+        ),
+    )
+
+
 @wgfbench.hookimpl
 def wgfbench_register_problems(registry) -> None:
     """Register the Fokker–Planck problems as factories (built on first use)."""
@@ -496,3 +749,5 @@ def wgfbench_register_problems(registry) -> None:
         registry.add(functools.partial(make_ou, d), name=f"{FAMILY}/ou-{d}d")
     registry.add(make_ou_rotated_2d, name=f"{FAMILY}/ou-rotated-2d")
     registry.add(make_mixture_2d, name=f"{FAMILY}/mixture-2d")
+    registry.add(make_box_1d, name=f"{FAMILY}/box-1d")
+    registry.add(make_four_wells_2d, name=f"{FAMILY}/four-wells-2d")

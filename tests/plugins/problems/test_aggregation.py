@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.integrate
 import torch
 from scipy import stats
 from wgfbench_plugins.problems.aggregation import (
@@ -26,6 +27,7 @@ from wgfbench_plugins.problems.aggregation import (
 )
 
 import wgfbench
+from wgfbench.testing import check_problem
 
 DTYPE = torch.float64
 EULER_GAMMA = 0.5772156649015329
@@ -384,3 +386,189 @@ def test_newtonian_problem_and_family():
             breaks = (float(member.evolved_radius(torch.tensor(edge, dtype=DTYPE), 1.0)),)
         assert mass_within(member, 1.0, 12.0, breakpoints=breaks) == pytest.approx(1.0, rel=1e-9)
     assert kinds == {"Gaussian", "UniformBall"}
+
+
+# ----------------------------------------------------------------------------------------------
+# 1-D, W = x^2/2 - |x|: exact quantile map
+
+
+def quantile_problem():
+    return wgfbench.get_problem("aggregation/quantile-1d")
+
+
+def density_1d(ref, t: float, x: np.ndarray) -> np.ndarray:
+    return np.exp(ref.log_density(t, torch.as_tensor(x, dtype=DTYPE)[:, None]).numpy())
+
+
+def test_quantile_kernel_is_the_documented_one():
+    problem = quantile_problem()
+    (inter,) = problem.energy.interactions
+    z = torch.tensor([[-2.0], [-0.3], [0.5], [1.7]], dtype=DTYPE)
+    np.testing.assert_allclose(inter.kernel(z).numpy(), (z**2 / 2 - z.abs())[:, 0].numpy(), rtol=1e-14)
+    assert problem.primary_metric == "w2" and problem.box.low == (-4.5,)
+
+
+def test_quantile_unit_mass_moments_and_energy_by_quadrature():
+    problem = quantile_problem()
+    ref = problem.reference
+    x = np.linspace(-5.0, 5.0, 50001)
+    energies = []
+    for t in problem.times:
+        rho = density_1d(ref, t, x)
+        mass = scipy.integrate.simpson(rho, x=x)
+        mean = scipy.integrate.simpson(x * rho, x=x)
+        var = scipy.integrate.simpson((x - mean) ** 2 * rho, x=x)
+        F = scipy.integrate.cumulative_simpson(rho, x=x, initial=0.0)
+        gini = 2 * scipy.integrate.simpson(x * (2 * F - 1) * rho, x=x)  # E|X − X'|
+        assert abs(mass - 1) < 1e-10 and abs(mean - 0.2) < 1e-10
+        assert abs(float(ref.cov(t)[0, 0]) - var) < 1e-9
+        assert abs(ref.energy(t) - (0.5 * var - 0.5 * gini)) < 1e-9
+        energies.append(ref.energy(t))
+    assert all(b < a for a, b in itertools.pairwise(energies))
+    assert abs(energies[-1] - (-1 / 6)) < 5e-3 and ref.energy(40.0) == pytest.approx(-1 / 6, abs=1e-12)
+
+
+def test_quantile_pde_residual_by_finite_differences():
+    """∂tρ = ∂x(ρ ∂x W*ρ) with ∂x W*ρ(x) = ∫(x − y − sign(x − y))ρ(y)dy = x·m − ∫yρ − (2F(x) − m)
+    from a Simpson quadrature of the density itself."""
+    ref = quantile_problem().reference
+    x = np.linspace(-5.0, 5.0, 50001)
+    h = x[1] - x[0]
+    ht = 1e-5
+    for t in (0.1, 0.7, 2.5):
+        rho = density_1d(ref, t, x)
+        m = scipy.integrate.simpson(rho, x=x)
+        first = scipy.integrate.simpson(x * rho, x=x)
+        F = scipy.integrate.cumulative_simpson(rho, x=x, initial=0.0)
+        u = x * m - first - (2 * F - m)
+        flux = rho * u
+        div = (flux[2:] - flux[:-2]) / (2 * h)
+        dt_rho = (density_1d(ref, t + ht, x[1:-1]) - density_1d(ref, t - ht, x[1:-1])) / (2 * ht)
+        residual = dt_rho - div
+        scale = np.abs(dt_rho).max()
+        # O(h²) (2e-5 at t = 2.5, h = 2e-4); a 10 % error in the |x| part gives 0.9
+        assert np.abs(residual).max() < 1e-4 * scale, (t, np.abs(residual).max(), scale)
+
+
+def test_quantile_samples_and_quantiles_match_the_density():
+    ref = quantile_problem().reference
+    x = np.linspace(-5.0, 5.0, 50001)
+    gen = torch.Generator().manual_seed(11)
+    for t in (0.0, 0.5, 2.0):
+        F = scipy.integrate.cumulative_simpson(density_1d(ref, t, x), x=x, initial=0.0)
+        samples = ref.sample(t, 20_000, gen)[:, 0].numpy()
+        assert stats.kstest(samples, lambda y, F=F: np.interp(y, x, F)).pvalue > 1e-4
+        q = np.array([0.001, 0.1, 0.4, 0.5, 0.9, 0.999])
+        np.testing.assert_allclose(np.interp(ref.quantile(t, torch.as_tensor(q)).numpy(), x, F), q, atol=1e-6)
+    # the initial quantile inverts the mixture CDF (scipy)
+    q = np.linspace(0.001, 0.999, 50)
+    cdf = 0.4 * stats.norm(-1, 0.5).cdf(ref.initial_quantile(torch.as_tensor(q)).numpy()) + 0.6 * stats.norm(
+        1, 0.5
+    ).cdf(ref.initial_quantile(torch.as_tensor(q)).numpy())
+    np.testing.assert_allclose(cdf, q, atol=1e-13)
+
+
+def test_quantile_particle_simulation_matches_the_map():
+    """N particles at the initial quantiles X0((i − ½)/N), moved by ẋ_i = −(1/N)Σ_j W'(x_i − x_j),
+    W'(z) = z − sign(z), with RK4: Σ_j sign(x_i − x_j)/N = 2q_i − 1 exactly, so the particles
+    follow X(t, q_i) up to the quadrature error of the mean."""
+    ref = quantile_problem().reference
+    n = 400
+    q = (np.arange(n) + 0.5) / n
+    x = ref.initial_quantile(torch.as_tensor(q)).numpy()
+
+    def velocity(y):
+        z = y[:, None] - y[None, :]
+        return -(z - np.sign(z)).sum(1) / n
+
+    dt, t = 0.02, 0.0
+    for t_mark in (0.5, 2.0):
+        while t < t_mark - 1e-12:
+            k1 = velocity(x)
+            k2 = velocity(x + 0.5 * dt * k1)
+            k3 = velocity(x + 0.5 * dt * k2)
+            k4 = velocity(x + dt * k3)
+            x = x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            t += dt
+        expected = ref.quantile(t_mark, torch.as_tensor(q)).numpy()
+        print(f"t = {t_mark}: max |particle - X(t, q_i)| = {np.abs(x - expected).max():.2e}")
+        assert np.abs(x - expected).max() < 1e-5, (t_mark, np.abs(x - expected).max())
+
+
+def test_quantile_density_is_the_jacobian_of_the_map():
+    """ρ_t(X(t, q)) = 1/∂qX(t, q) (finite differences in q)."""
+    ref = quantile_problem().reference
+    q = np.linspace(0.05, 0.95, 19)
+    dq = 1e-6
+    for t in (0.25, 1.0, 4.0):
+        X = lambda s, t=t: ref.quantile(t, torch.as_tensor(s)).numpy()  # noqa: E731
+        jac = (X(q + dq) - X(q - dq)) / (2 * dq)
+        np.testing.assert_allclose(density_1d(ref, t, X(q)), 1 / jac, rtol=1e-6)
+
+
+def test_quantile_problem_contract():
+    report = check_problem(quantile_problem())
+    assert "initial_matches_reference" in report.checks
+
+
+# ----------------------------------------------------------------------------------------------
+# 2-D, W = |x|^4/4 - |x|^2/2: ring minimisers
+
+
+def ring_pair_energy(points: np.ndarray, weights: np.ndarray) -> float:
+    """½ΣΣ w_i w_j W(x_i − x_j) for atoms, W = r⁴/4 − r²/2."""
+    r2 = ((points[:, None] - points[None]) ** 2).sum(-1)
+    return 0.5 * float(weights @ (r2**2 / 4 - r2 / 2) @ weights)
+
+
+def test_ring_stationary_energy_and_radius():
+    problem = wgfbench.get_problem("aggregation/ring-2d")
+    ref = problem.reference
+    assert ref.kind == "stationary" and ref.energy(8.0) == pytest.approx(-1 / 12, rel=1e-14)
+    assert torch.equal(ref.radial_centre, torch.zeros(2, dtype=DTYPE))
+    x = ref.sample(8.0, 2000, torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(x.norm(dim=1).numpy(), 1 / math.sqrt(3), rtol=1e-14)
+    est = problem.energy.on_samples(x)
+    assert abs(est.value + 1 / 12) < 5 * est.stderr
+    # non-uniqueness: three equal atoms on the same circle reach the same energy
+    angles = 2 * math.pi * np.arange(3) / 3
+    atoms = np.stack([np.cos(angles), np.sin(angles)], 1) / math.sqrt(3)
+    assert ring_pair_energy(atoms, np.full(3, 1 / 3)) == pytest.approx(-1 / 12, rel=1e-12)
+    # other radii and Gaussians sit higher: uniform circle E(a) = ½(1.5a⁴ − a²), N(0, s²I): 4s⁴ − s²
+    a = np.linspace(0.3, 0.9, 13)
+    circle = 0.5 * (1.5 * a**4 - a**2)
+    assert circle.min() >= -1 / 12 - 1e-15 and np.argmin(circle) == np.argmin(np.abs(a - 1 / math.sqrt(3)))
+    x0 = problem.initial.sample(2000, torch.Generator().manual_seed(1))
+    est0 = problem.energy.on_samples(x0)
+    assert abs(est0.value - (4 * 0.5**4 - 0.5**2)) < 5 * est0.stderr
+
+
+def test_ring_particle_flow_reaches_the_circle():
+    """A direct 200-particle RK4 run from the initial law approaches E∞ = −1/12 and |X| = 1/√3."""
+    problem = wgfbench.get_problem("aggregation/ring-2d")
+    x = problem.initial.sample(200, torch.Generator().manual_seed(2)).numpy()
+    n = x.shape[0]
+
+    def velocity(y):
+        z = y[:, None] - y[None]
+        r2 = (z**2).sum(-1)
+        return -((r2 - 1)[:, :, None] * z).sum(1) / n
+
+    dt = 0.04
+    for _ in range(round(problem.final_time / dt)):
+        k1 = velocity(x)
+        k2 = velocity(x + 0.5 * dt * k1)
+        k3 = velocity(x + 0.5 * dt * k2)
+        k4 = velocity(x + dt * k3)
+        x = x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    energy = ring_pair_energy(x, np.full(n, 1 / n))
+    r = np.linalg.norm(x - x.mean(0), axis=1)
+    print("200-particle ring run at t = 8: energy", energy, "mean |X|", r.mean(), "std", r.std())
+    assert -1 / 12 - 1e-3 < energy < -1 / 12 + 1e-3
+    assert abs(r.mean() - 1 / math.sqrt(3)) < 0.01 and r.std() < 0.05
+
+
+def test_ring_problem_contract():
+    problem = wgfbench.get_problem("aggregation/ring-2d")
+    check_problem(problem)
+    assert problem.primary_metric == "energy_gap" and not problem.reference.has_density

@@ -314,3 +314,204 @@ def test_mixture_initial_family_members_are_exact():
         A, mu = quadratic_of(problem)
         m_t = mu + scipy.linalg.expm(-A * 1.0) @ (initial.mean().numpy() - mu)
         assert rel(reference.mean(1.0), m_t) < 1e-10
+
+
+# ----------------------------------------------------------------------------------------------
+# box-1d (Cancès–Gallouët–Todeschi): ∂tρ = ∂x(∂xρ − gρ) on [0, 1], no flux
+
+
+def box_density(problem, t: float, x: np.ndarray) -> np.ndarray:
+    return np.exp(problem.reference.log_density(t, torch.as_tensor(x, dtype=F64)[:, None]).numpy())
+
+
+def box_g(problem) -> float:
+    """g recovered from the energy: ∇V = −g everywhere."""
+    grad = problem.energy.grad_V(torch.tensor([[0.1], [0.7]], dtype=F64))
+    assert float(grad[0, 0]) == float(grad[1, 0])
+    return -float(grad[0, 0])
+
+
+def test_box_1d_unit_mass_positivity_and_box():
+    problem = wgfbench.get_problem("fokker-planck/box-1d")
+    assert problem.box.low == (0.0,) and problem.box.high == (1.0,)
+    assert box_g(problem) == 1.0
+    x = np.linspace(0.0, 1.0, 20001)
+    for t in problem.times:
+        mass = scipy.integrate.quad(
+            lambda y, t=t: box_density(problem, t, np.array([y]))[0], 0, 1, epsabs=1e-13
+        )
+        assert abs(mass[0] - 1.0) < 1e-10, (t, mass)
+        assert box_density(problem, t, x).min() > 0.01
+    outside = problem.reference.log_density(0.1, torch.tensor([[-0.01], [1.01]], dtype=F64))
+    assert torch.isinf(outside).all()
+
+
+def test_box_1d_pde_residual_by_finite_differences():
+    problem = wgfbench.get_problem("fokker-planck/box-1d")
+    g = box_g(problem)
+    x = np.linspace(0.02, 0.98, 97)
+    h, ht = 1e-4, 1e-6
+    for t in (0.0, 0.01, 0.05, 0.2):
+        # central in time also at t = 0: absolute time 1e-3 − 1e-6 is still inside the solution's domain
+        dt_rho = (box_density(problem, t + ht, x) - box_density(problem, t - ht, x)) / (2 * ht)
+        f = [box_density(problem, t, x + k * h) for k in (-1, 0, 1)]
+        d2 = (f[2] - 2 * f[1] + f[0]) / h**2
+        d1 = (f[2] - f[0]) / (2 * h)
+        residual = dt_rho - (d2 - g * d1)
+        scale = np.abs(dt_rho).max()
+        assert scale > 0.1  # the transient is still moving
+        assert np.abs(residual).max() < 1e-6 * scale, (t, np.abs(residual).max(), scale)
+
+
+def test_box_1d_no_flux_at_the_walls():
+    """∂xρ − gρ = 0 at x = 0 and 1 (fourth-order one-sided differences)."""
+    problem = wgfbench.get_problem("fokker-planck/box-1d")
+    g = box_g(problem)
+    h = 1e-3
+    coeffs = np.array([-25.0, 48.0, -36.0, 16.0, -3.0]) / (12 * h)
+    for t in problem.times:
+        left = box_density(problem, t, h * np.arange(5))
+        right = box_density(problem, t, 1.0 - h * np.arange(5))
+        flux_left = coeffs @ left - g * left[0]
+        flux_right = -(coeffs @ right) - g * right[0]
+        assert abs(flux_left) < 1e-7 and abs(flux_right) < 1e-7, (t, flux_left, flux_right)
+    # ... while the flux inside the box is far from zero before equilibrium
+    inner = box_density(problem, 0.0, np.array([0.5 - h, 0.5, 0.5 + h]))
+    assert abs((inner[2] - inner[0]) / (2 * h) - g * inner[1]) > 0.1
+
+
+def test_box_1d_cdf_closed_form_and_sampler():
+    problem = wgfbench.get_problem("fokker-planck/box-1d")
+    x = np.linspace(0.0, 1.0, 40001)
+    gen = torch.Generator().manual_seed(3)
+    for t in problem.times:
+        rho = box_density(problem, t, x)
+        cdf_quad = scipy.integrate.cumulative_simpson(rho, x=x, initial=0.0)
+        law = problem.reference.at(t)
+        cdf_closed = law.cdf(torch.as_tensor(x)).numpy()
+        assert np.abs(cdf_closed - cdf_quad).max() < 1e-10
+        samples = problem.reference.sample(t, 20_000, gen)[:, 0].numpy()
+        p = scipy.stats.kstest(samples, lambda y, c=cdf_quad: np.interp(y, x, c)).pvalue
+        assert p > 1e-4, (t, p)
+        u = np.array([0.01, 0.25, 0.5, 0.75, 0.99])
+        q = law.quantile(torch.as_tensor(u)).numpy()
+        np.testing.assert_allclose(np.interp(q, x, cdf_quad), u, atol=1e-9)
+
+
+def test_box_1d_moments_and_free_energy_against_quad():
+    problem = wgfbench.get_problem("fokker-planck/box-1d")
+    g = box_g(problem)
+    energies = []
+    for t in problem.times:
+
+        def rho(y, t=t):
+            return box_density(problem, t, np.array([y]))[0]
+
+        mean = scipy.integrate.quad(lambda y: y * rho(y), 0, 1, epsabs=1e-13)[0]
+        var = scipy.integrate.quad(lambda y, m=mean: (y - m) ** 2 * rho(y), 0, 1, epsabs=1e-13)[0]
+        energy = scipy.integrate.quad(lambda y: rho(y) * (math.log(rho(y)) - g * y), 0, 1, epsabs=1e-13)[0]
+        assert abs(float(problem.reference.mean(t)[0]) - mean) < 1e-11
+        assert abs(float(problem.reference.cov(t)[0, 0]) - var) < 1e-11
+        assert abs(problem.reference.energy(t) - energy) < 1e-10
+        energies.append(energy)
+    assert all(b < a for a, b in itertools.pairwise(energies))
+    # the stationary state ∝ e^{gx} has energy −log((e^g − 1)/g) below every snapshot's
+    assert energies[-1] > -math.log(math.expm1(g) / g)
+
+
+def test_box_1d_motion_is_well_above_the_1d_floor():
+    problem = wgfbench.get_problem("fokker-planck/box-1d")
+    u = (np.arange(4000) + 0.5) / 4000
+    q0 = problem.reference.at(0.0).quantile(torch.as_tensor(u)).numpy()
+    for t in problem.times[1:]:
+        qt = problem.reference.at(t).quantile(torch.as_tensor(u)).numpy()
+        assert math.sqrt(np.mean((qt - q0) ** 2)) > 0.04  # 1-D W2 by quantiles; floor at n=500 ≈ 0.01
+
+
+def test_box_1d_contract():
+    from wgfbench.testing import check_problem
+
+    report = check_problem(wgfbench.get_problem("fokker-planck/box-1d"))
+    assert "initial_matches_reference" in report.checks
+
+
+# ----------------------------------------------------------------------------------------------
+# four-wells-2d (Deep JKO §4.1): KL to four Gaussians
+
+
+def four_wells_q(x: np.ndarray) -> np.ndarray:
+    return sum(
+        0.25 * scipy.stats.multivariate_normal([a, b], 0.25 * np.eye(2)).pdf(x)
+        for a in (-2.0, 2.0)
+        for b in (-2.0, 2.0)
+    )
+
+
+def test_four_wells_potential_is_minus_log_q():
+    problem = wgfbench.get_problem("fokker-planck/four-wells-2d")
+    x = torch.empty(400, 2, dtype=F64).uniform_(-4.5, 4.5, generator=torch.Generator().manual_seed(0))
+    V = problem.energy.V(x).numpy()
+    np.testing.assert_allclose(V, -np.log(four_wells_q(x.numpy())), rtol=1e-12, atol=1e-12)
+    h = 1e-6
+    fd = torch.stack(
+        [
+            (problem.energy.V(x + h * e) - problem.energy.V(x - h * e)) / (2 * h)
+            for e in torch.eye(2, dtype=F64)
+        ],
+        1,
+    )
+    torch.testing.assert_close(problem.energy.grad_V(x), fd, rtol=1e-6, atol=1e-6)
+    # the potential also works in float32 (solvers' dtype)
+    assert problem.energy.grad_V(x.float()).dtype == torch.float32
+
+
+def test_four_wells_stationary_law_and_energy():
+    problem = wgfbench.get_problem("fokker-planck/four-wells-2d")
+    assert problem.primary_metric == "energy_gap"
+    assert problem.reference is problem.references["stationary"]
+    assert problem.reference.kind == "stationary" and problem.reference.energy(1.0) == 0.0
+    # E(q) = ∫q log q + ∫qV = 0: q = e^{−V} is normalised (midpoint rule on [−8, 8]²) ...
+    axis = np.linspace(-8, 8, 801)
+    cell = (axis[1] - axis[0]) ** 2
+    grid = torch.as_tensor(np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2))
+    assert abs(float(torch.exp(-problem.energy.V(grid)).sum()) * cell - 1.0) < 1e-10
+    # ... and the reference samples are q (moments against scipy's mixture, KS per coordinate)
+    x = problem.reference.sample(2.0, 50_000, torch.Generator().manual_seed(1)).numpy()
+    assert np.abs(x.mean(0)).max() < 0.03
+    np.testing.assert_allclose(np.cov(x.T), np.diag([4.25, 4.25]), atol=0.1)
+    # the energy at ρ0 is KL(ρ0|q) > 0 (quadrature)
+    rho0 = np.exp(problem.initial.log_density(grid).numpy())
+    kl0 = float(np.sum(rho0 * (np.log(np.maximum(rho0, 1e-300)) - np.log(four_wells_q(grid.numpy())))) * cell)
+    assert 6.0 < kl0 < 7.5
+    x0 = problem.initial.sample(20_000, torch.Generator().manual_seed(2))
+    est = problem.energy.on_particles(x0, problem.initial.log_density(x0))
+    assert abs(est.value - kl0) < 5 * est.stderr
+
+
+def test_four_wells_box_holds_all_but_1e8_of_the_mass():
+    problem = wgfbench.get_problem("fokker-planck/four-wells-2d")
+    half = problem.box.high[0]
+    assert problem.box.low == (-half, -half) and problem.box.high == (half, half)
+    for centres in (((2, 2), (2, -2), (-2, 2), (-2, -2)), ((1.2, 0.0), (-1.2, 0.0))):
+        outside = 0.0
+        for c in centres:
+            inside = 1.0
+            for ci in c:
+                inside *= scipy.stats.norm(ci, 0.5).cdf(half) - scipy.stats.norm(ci, 0.5).cdf(-half)
+            outside += (1.0 - inside) / len(centres)
+        assert outside < 1e-8
+
+
+def test_four_wells_pde_reference_swap_is_one_argument():
+    from wgfbench_plugins.problems.fokker_planck import make_four_wells_2d
+
+    other = wgfbench.get_problem("fokker-planck/mixture-2d").reference
+    problem = make_four_wells_2d(pde_reference=other)
+    assert problem.reference is other and problem.references["stationary"].kind == "stationary"
+
+
+def test_four_wells_contract():
+    from wgfbench.testing import check_problem
+
+    report = check_problem(wgfbench.get_problem("fokker-planck/four-wells-2d"))
+    assert report.stats["reference.max_energy_z"] < 1.0

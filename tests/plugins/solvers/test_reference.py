@@ -144,6 +144,8 @@ def test_w2_at_the_floor_on_registered_low_dimensional_problems():
         snap = ReferenceSampler.for_tier("smoke").solve(problem, Context.create(seed=4)).snapshots[-1]
         g = torch.Generator().manual_seed(77)
         ref_a = problem.reference.sample(snap.t, 500, g)
-        ref_b = problem.reference.sample(snap.t, 500, g)
-        ratio = (w2_squared(snap.x, ref_a) / w2_squared(ref_a, ref_b)) ** 0.5
+        # the floor averages four independent pairs, as the scorer's does: for a 1-D uniform law one
+        # pair alone puts the ratio of two exact-vs-exact W2s outside [0.5, 2] about 21 % of the time
+        floor = sum(w2_squared(problem.reference.sample(snap.t, 500, g), ref_a) for _ in range(4)) / 4
+        ratio = (w2_squared(snap.x, ref_a) / floor) ** 0.5
         assert 0.5 < ratio < 2.0, (problem.name, ratio)
