@@ -466,7 +466,9 @@ def test_four_wells_potential_is_minus_log_q():
 
 
 def test_four_wells_stationary_law_and_energy():
-    problem = wgfbench.get_problem("fokker-planck/four-wells-2d")
+    from wgfbench_plugins.problems.fokker_planck import make_four_wells_2d
+
+    problem = make_four_wells_2d(numerical=False)  # q alone: the stationary problem
     assert problem.primary_metric == "energy_gap"
     assert problem.reference is problem.references["stationary"]
     assert problem.reference.kind == "stationary" and problem.reference.energy(1.0) == 0.0
@@ -502,12 +504,10 @@ def test_four_wells_box_holds_all_but_1e8_of_the_mass():
         assert outside < 1e-8
 
 
-def test_four_wells_pde_reference_swap_is_one_argument():
-    from wgfbench_plugins.problems.fokker_planck import make_four_wells_2d
-
-    other = wgfbench.get_problem("fokker-planck/mixture-2d").reference
-    problem = make_four_wells_2d(pde_reference=other)
-    assert problem.reference is other and problem.references["stationary"].kind == "stationary"
+def test_four_wells_registered_problem_uses_the_numerical_reference():
+    problem = wgfbench.get_problem("fokker-planck/four-wells-2d")
+    assert problem.reference.kind == "numerical" and problem.primary_metric == "w2"
+    assert problem.references["stationary"].kind == "stationary"
 
 
 def test_four_wells_contract():
