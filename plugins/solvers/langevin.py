@@ -8,7 +8,10 @@ Langevin diffusion :math:`dX = -\nabla V(X)\,dt + \sqrt2\,dW` (Jordan, Kinderleh
 .. math:: X \leftarrow X - \nabla V(X)\,\Delta t + \sqrt{2\Delta t}\,\xi, \qquad \xi\sim\mathcal N(0, I_d),
 
 at the fixed step :math:`\Delta t` (cut at the snapshot times). Its law converges weakly at order
-one in :math:`\Delta t` (Kloeden & Platen 1992, Thm 14.5.2; checked by the tests).
+one in :math:`\Delta t` (Kloeden & Platen 1992, Thm 14.5.2; checked by the tests). Particles that
+leave ``problem.box`` are reflected back into it: the reflecting walls are the no-flux boundary
+of problems posed on a box (``fokker-planck/box-1d``; near a wall the weak order drops to ½), and
+for the others the box lies where the law has no mass (Gaussian problems: ±7σ).
 
 **Kalman–Wasserstein** (mobility ``kalman``, same energy with :math:`V=\Phi` the negative
 log-posterior). The flow :math:`\partial_t\rho = \nabla\cdot(\rho\,C(\rho)\nabla(V + \log\rho))`
@@ -159,6 +162,15 @@ def euler_maruyama_step(x: Tensor, grad_V: Tensor, dt: float, xi: Tensor) -> Ten
     r"""One Euler–Maruyama step of :math:`dX = -\nabla V(X)dt + \sqrt2\,dW`:
     :math:`X - \nabla V(X)\Delta t + \sqrt{2\Delta t}\,\xi`. ``x``, ``grad_V``, ``xi``: (n, d)."""
     return x - dt * grad_V + math.sqrt(2.0 * dt) * xi
+
+
+def reflect_into_box(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    r"""Specular reflection of the points ``x`` (n, d) at the walls of the box ``[low, high]``
+    (``(d,)`` tensors): :math:`x \mapsto 2\,\mathrm{low} - x` below, :math:`2\,\mathrm{high} - x` above
+    (once; steps are far shorter than the box). Reflecting walls are the no-flux boundary
+    :math:`(\nabla\rho + \rho\nabla V)\cdot n = 0` of the Fokker–Planck equation."""
+    x = torch.where(x < low, 2 * low - x, x)
+    return torch.where(x > high, 2 * high - x, x)
 
 
 def ensemble_covariance(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -389,6 +401,9 @@ class Langevin(Solver):
         if kalman and J <= d + 1:
             raise ValueError(f"the ensemble Kalman sampler needs more than d+1={d + 1} particles, got {J}")
         grad_V = problem.energy.grad_V
+        walls = None
+        if problem.box is not None and not kalman:
+            walls = (ctx.to(torch.tensor(problem.box.low)), ctx.to(torch.tensor(problem.box.high)))
         x = ctx.to(problem.initial.sample(J, ctx.cpu_generator))
         snapshots = [ParticleSnapshot(t=0.0, x=x.clone())]
         steps: list[StepRecord] = []
@@ -405,6 +420,8 @@ class Langevin(Solver):
                 else:
                     dt = dt_cap
                     x = euler_maruyama_step(x, grad_V(x), dt, ctx.randn(J, d))
+                    if walls is not None:
+                        x = reflect_into_box(x, *walls)
                 # The step that reaches the snapshot lands on it exactly (no accumulated round-off).
                 t = t_next if t_next - (t + dt) <= _TIME_TOL * max(1.0, t_next) else t + dt
                 n_steps += 1

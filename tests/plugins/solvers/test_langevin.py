@@ -25,6 +25,7 @@ import wgfbench
 from wgfbench.context import TIERS, Context
 from wgfbench.energy import Energy, Entropy, Interaction, Potential, PowerInternal, Quadratic
 from wgfbench.errors import UnknownNameError
+from wgfbench.metrics import w2
 from wgfbench.problem import Mobility, Problem
 from wgfbench.references import DistributionPath, Gaussian
 from wgfbench.testing import check_solver, ornstein_uhlenbeck_problem
@@ -439,3 +440,20 @@ def test_quick_tier_fits_its_budget_on_the_registered_problems():
         if solver.supports(problem) is True:
             report = check_solver(solver, problem, tier="quick", check_determinism=False)
             print(f"{name}: {report.solve_seconds:.1f} s, {report.n_steps} steps")
+
+
+def test_reflecting_walls_solve_the_no_flux_box_problem():
+    from wgfbench_plugins.solvers.langevin import reflect_into_box
+
+    low, high = torch.tensor([0.0, -1.0]), torch.tensor([1.0, 1.0])
+    x = torch.tensor([[-0.1, 0.5], [1.2, -1.3], [0.5, 0.0]])
+    assert torch.allclose(reflect_into_box(x, low, high), torch.tensor([[0.1, 0.5], [0.8, -0.7], [0.5, 0.0]]))
+    # box-1d lives on [0, 1] with no flux: without walls the particles leak out (W2 ~ 1.6 x motion)
+    problem = wgfbench.get_problem("fokker-planck/box-1d")
+    trajectory = Langevin.for_tier("smoke").solve(problem, Context.create(seed=3))
+    x = trajectory.snapshots[-1].x.to(torch.float64)
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    g = torch.Generator().manual_seed(5)
+    ref = problem.reference.sample(problem.final_time, x.shape[0], g)
+    floor = sum(w2(problem.reference.sample(problem.final_time, x.shape[0], g), ref) for _ in range(4)) / 4
+    assert w2(x, ref) < 2.0 * floor
