@@ -16,7 +16,8 @@ For particles :math:`x_j\sim\rho^n` with :math:`\log\rho^n(x_j)` known, and the 
   We parametrise :math:`v_\theta = -C(0)\nabla\phi_\theta`, the form of the optimal velocity for this
   metric (:math:`v = -C\nabla\delta\mathcal E/\delta\rho`); the kinetic term is then
   :math:`\nabla\phi^\top C(0)\nabla\phi` and
-  :math:`\operatorname{div}v = -\operatorname{tr}(C(0)\nabla^2\phi)`.
+  :math:`\operatorname{div}v = -\operatorname{tr}(C(0)\nabla^2\phi)`. The network sees the
+  standardised input :math:`C(0)^{-1/2}(x - m(0))` (see :mod:`.solver`).
 
 The interaction is the U-statistic of :math:`\tfrac12\iint W\rho\rho` (eq. (2)/(32)); the ½ is
 missing from (25) as printed, a slip (with it, :math:`L/2\Delta t` is the JKO functional

@@ -92,12 +92,25 @@ class PotentialResNet(nn.Module):
         if rank > 0:
             self.A = normal(rank, dim + 1, std=init_scale / math.sqrt(dim + 1))
             self.c = nn.Parameter(torch.zeros(dim + 1, device=device, dtype=dtype))
+        # Affine input standardisation x̂ = S(x - m) (buffers, stored with the map; identity by
+        # default). Set by the solver for the Kalman–Wasserstein metric, whose problems live at
+        # coordinates of O(100) where an unscaled first layer saturates log-cosh.
+        self.register_buffer("shift", torch.zeros(dim, device=device, dtype=dtype))
+        self.register_buffer("scale", torch.eye(dim, device=device, dtype=dtype))
 
-    @staticmethod
-    def inputs(tau: float | Tensor, x: Tensor) -> Tensor:
-        """:math:`s = (x, \\tau)` of shape (n, d+1) from ``x`` (n, d) and a scalar inner time."""
+    def set_normalisation(self, shift: Tensor, scale: Tensor) -> None:
+        r"""Use :math:`\hat x = S(x - m)` as the network's space input: ``shift`` m (d,), ``scale`` S
+        (d, d). :math:`\phi` stays a function of :math:`x`; the recurrences apply the chain rule
+        (:math:`\nabla_x\phi = S^\top\nabla_{\hat x}\phi`, first-layer weights :math:`W_0^xS`)."""
+        with torch.no_grad():
+            self.shift.copy_(shift)
+            self.scale.copy_(scale)
+
+    def inputs(self, tau: float | Tensor, x: Tensor) -> Tensor:
+        """:math:`s = (S(x - m), \\tau)` of shape (n, d+1) from ``x`` (n, d) and a scalar inner time
+        (:math:`S = I`, :math:`m = 0` unless :meth:`set_normalisation` was called)."""
         t = torch.as_tensor(tau, dtype=x.dtype, device=x.device).expand(x.shape[0], 1)
-        return torch.cat([x, t], dim=1)
+        return torch.cat([(x - self.shift) @ self.scale.T, t], dim=1)
 
     def _forward_layers(self, s: Tensor) -> tuple[list[Tensor], Tensor]:
         """Pre-activations :math:`a_0..a_{L-1}` (each (n, m)) and :math:`u_L` (n, m)."""
@@ -140,7 +153,7 @@ class PotentialResNet(nn.Module):
         grad_s = (dsig[0] * z[0]) @ self.W0  # (28a)
         # Forward recurrence for the trace (28c), Jacobians stored transposed as (n, k, m) rows so
         # that every product with W_l is one GEMM. K0 = (W0 E)ᵀ on the x-columns.
-        W0x = self.W0[:, :d]
+        W0x = self.W0[:, :d] @ self.scale  # chain rule through x̂ = S(x - m)
         if directions is None:
             K0 = W0x.T.unsqueeze(0)  # (1, d, m)
         elif directions.ndim == 2:
@@ -154,10 +167,10 @@ class PotentialResNet(nn.Module):
             trace = trace + ((1.0 - dsig[l] ** 2) * z[l] * (WJ**2).sum(1)).sum(1)
             if l < self.depth - 1:
                 J = J + dsig[l].unsqueeze(1) * WJ
-        grad_x = grad_s[:, :d]
+        grad_x = grad_s[:, :d] @ self.scale
         if self.rank > 0:
-            Ax = self.A[:, :d]
-            grad_x = grad_x + (s @ self.A.T) @ Ax + self.c[:d]
+            Ax = self.A[:, :d] @ self.scale
+            grad_x = grad_x + (s @ self.A.T) @ Ax + self.c[:d] @ self.scale
             if directions is None:
                 trace = trace + (Ax**2).sum()
             elif directions.ndim == 2:

@@ -6,6 +6,7 @@ The acceptance runs of the quick tier (minutes each) are in ``test_deep_jko_slow
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -51,16 +52,19 @@ def make_net(d: int, depth: int, rank: int = 0, seed: int = 0, width: int = 12) 
 @pytest.mark.parametrize("rank", [0, 2])
 def test_explicit_recurrences_equal_autograd(d, depth, rank):
     """Gradient and Hessian trace (exact, shared directions, per-particle directions) by the
-    OT-Flow recurrences agree with double autograd to 1e-13 relative (round-off)."""
+    OT-Flow recurrences agree with double autograd to 1e-13 relative (round-off), also with an
+    affine input standardisation x̂ = S(x - m) (chain rule in the recurrences)."""
     g = torch.Generator().manual_seed(d * 10 + depth)
     net = make_net(d, depth, rank)
     x = 2.0 * torch.randn(9, d, generator=g, dtype=F64)
     tau = 0.37
-    for directions in (
-        None,
-        torch.randn(d, 3, generator=g, dtype=F64),
-        torch.randn(9, d, 4, generator=g, dtype=F64),
+    shift, S = torch.randn(d, generator=g, dtype=F64), torch.randn(d, d, generator=g, dtype=F64)
+    for normalised, directions in itertools.product(
+        (False, True),
+        (None, torch.randn(d, 3, generator=g, dtype=F64), torch.randn(9, d, 4, generator=g, dtype=F64)),
     ):
+        if normalised:
+            net.set_normalisation(shift, S)
         ge, te = net.grad_and_trace(tau, x, directions)
         ga, ta = autograd_grad_and_trace(net, tau, x, directions)
         scale = 1.0 + float(ta.detach().abs().max())
@@ -107,9 +111,13 @@ def test_log_density_transport_matches_jacobian_determinant(scheme):
     logdet = torch.linalg.slogdet(jac).logabsdet
     tol = 1e-5 if scheme == "rk4" else 0.05 * float(logdet.abs().max()) + 1e-3
     assert torch.allclose(-out.log_rho, logdet, atol=tol), (out.log_rho, logdet)
-    # Zero steps of motion: l stays 0 (not log|det ∇²φ|, the paper's slip).
-    still = push(VelocityField(net), x, torch.zeros(4, dtype=F64), 1, scheme)
-    assert still.log_rho.shape == (4,)
+    # A constant potential (w = 0, ∇²φ = 0): l stays at l⁰ = 0 (not log|det ∇²φ| = -inf, the
+    # paper's slip), so log ρ is carried unchanged.
+    with torch.no_grad():
+        net.w.zero_()
+    lr0 = torch.randn(4, generator=torch.Generator().manual_seed(5), dtype=F64)
+    still = push(VelocityField(net), x, lr0, 1, scheme)
+    assert torch.equal(still.log_rho, lr0) and torch.equal(still.z, x)
 
 
 def test_euler_push_is_the_papers_recursion():
