@@ -115,7 +115,8 @@ def test_mass_positivity_and_energy_decay(name, cells, tau, steps):
 def test_smoke_runs_decrease_energy_and_land_on_the_times():
     for name in ("fokker-planck/ou-2d", "porous-medium/barenblatt-2d-m2"):
         problem = wgfbench.get_problem(name)
-        trajectory = EntropicJKO.for_tier("smoke").solve(problem, Context.create(seed=0, tier="smoke"))
+        ctx = Context.create(seed=0, tier="smoke", budget_seconds=300)
+        trajectory = EntropicJKO.for_tier("smoke").solve(problem, ctx)
         trajectory.validate(problem.times, problem.dim)
         energies = np.array([s.energy for s in trajectory.steps])
         assert np.all(np.diff(energies) < 0), name
@@ -151,7 +152,7 @@ def test_pot_and_torch_paths_agree_on_a_fokker_planck_step(name, cells):
 def test_pot_backend_runs_the_solver_and_matches_torch():
     problem = wgfbench.get_problem("fokker-planck/ou-2d")
     overrides = {"cells": (64, 16, 8), "tol": 1e-12}
-    ctx = Context.create(seed=0, tier="smoke")
+    ctx = Context.create(seed=0, tier="smoke", budget_seconds=300)
     a = EntropicJKO.for_tier("smoke", **overrides).solve(problem, ctx)
     b = EntropicJKO.for_tier("smoke", backend="pot", **overrides).solve(problem, ctx)
     for sa, sb in zip(a.snapshots, b.snapshots, strict=True):
