@@ -15,7 +15,14 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
 CPU = ("-c", "constraints/cpu.txt")
-DEMO_PROBLEMS = ("fokker-planck/*", "porous-medium/*", "aggregation/*", "kalman-wasserstein/*")
+DEMO_PROBLEMS = (
+    "fokker-planck/*",
+    "porous-medium/*",
+    "aggregation/*",
+    "kalman-wasserstein/*",
+    "nonlinear-mobility/*",
+)
+DEMO_SOLVERS = ("reference", "langevin", "fv-jko", "quantile-jko", "entropic-jko")
 
 
 def _install(session: nox.Session, *extras: str, cpu: bool = True) -> None:
@@ -79,13 +86,11 @@ def install(session: nox.Session) -> None:
 def _run_demo(session: nox.Session, tier: str) -> str:
     out = f"runs/demo-{tier}"
     problems = [arg for pattern in DEMO_PROBLEMS for arg in ("--problem", pattern)]
+    solvers = [arg for name in DEMO_SOLVERS for arg in ("--solver", name)]
     session.run(
         "wgfbench",
         "run",
-        "--solver",
-        "reference",
-        "--solver",
-        "langevin",
+        *solvers,
         *problems,
         "--seeds",
         "3",
@@ -100,8 +105,9 @@ def _run_demo(session: nox.Session, tier: str) -> str:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The README's benchmark: both baseline solvers on problems of all four families, 3 seeds,
-    smoke tier on CPU (``nox -s demo -- quick`` for the quick tier), then the leaderboard."""
+    """The README's benchmark: the baselines and the classical JKO solvers on problems of all five
+    families, 3 seeds, smoke tier on CPU (``nox -s demo -- quick`` for the quick tier), then the
+    leaderboard."""
     _install(session)
     out = _run_demo(session, session.posargs[0] if session.posargs else "smoke")
     session.run("wgfbench", "leaderboard", out, "--out", f"{out}/leaderboard")
