@@ -130,6 +130,14 @@ def bench_jko(session: nox.Session) -> None:
     session.run("python", "benchmarks/jko_steps.py", *session.posargs)
 
 
+@nox.session(name="bench_deep_jko")
+def bench_deep_jko(session: nox.Session) -> None:
+    """Deep JKO: one training iteration with the explicit OT-Flow recurrences vs autograd at
+    d = 2, 10, 30 (ratio side by side), and time per JKO step at the quick tier."""
+    _install(session)
+    session.run("python", "benchmarks/deep_jko.py", *session.posargs)
+
+
 @nox.session
 def gpu(session: nox.Session) -> None:
     """GPU-marked tests, on a machine with CUDA (keeps the CUDA torch the machine resolves)."""
