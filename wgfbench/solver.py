@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -84,6 +85,14 @@ class Solver(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+
+def equal_steps(interval: float, dt_bound: float) -> tuple[int, float]:
+    """``(k, interval / k)`` with ``k`` the fewest equal steps no longer than ``dt_bound``
+    (1e-9 relative slack): solvers cut each interval between snapshot times this way, so every
+    snapshot is reached exactly and no tiny final step is left over."""
+    k = max(1, math.ceil(interval / dt_bound - 1e-9))
+    return k, interval / k
 
 
 def support_reason(result: Support) -> str | None:

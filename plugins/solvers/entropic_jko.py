@@ -105,7 +105,7 @@ from wgfbench.energy import Entropy, PowerInternal
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.grid import Grid, GridEnergy
 from wgfbench.problem import Problem
-from wgfbench.solver import Solver, SolverConfig, Support
+from wgfbench.solver import Solver, SolverConfig, Support, equal_steps
 from wgfbench.trajectory import GridSnapshot, StepRecord, Trajectory
 
 F64 = torch.float64
@@ -503,8 +503,7 @@ class EntropicJKO(Solver):
         worst_defect, worst_marginal, unconverged = 0.0, 0.0, 0
         for t_next in problem.times[1:]:
             remaining = t_next - t
-            k = max(1, math.ceil(remaining / tau_max - 1e-9))
-            tau = remaining / k
+            k, tau = equal_steps(remaining, tau_max)
             taus.add(round(tau, 12))
             for _ in range(k):
                 ctx.check_budget()

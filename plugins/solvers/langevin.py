@@ -96,7 +96,7 @@ from wgfbench.context import Context
 from wgfbench.energy import Entropy
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.problem import Problem
-from wgfbench.solver import Solver, SolverConfig, Support
+from wgfbench.solver import Solver, SolverConfig, Support, equal_steps
 from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
 
 GradV = Callable[[Tensor], Tensor]
@@ -149,13 +149,6 @@ def langevin_support(problem: Problem) -> Support:
             f"internal energy is {internal}"
         )
     return True
-
-
-def equal_substep(remaining: float, dt_bound: float) -> float:
-    """The largest step ``remaining / k`` (k a positive integer) not above ``dt_bound``: the
-    interval to the next snapshot is cut into equal steps, so no tiny final step is left over."""
-    k = max(1, math.ceil(remaining / dt_bound - 1e-9))
-    return remaining / k
 
 
 def euler_maruyama_step(x: Tensor, grad_V: Tensor, dt: float, xi: Tensor) -> Tensor:
@@ -361,7 +354,7 @@ class Langevin(Solver):
         if not math.isfinite(rate):
             raise NonFiniteOutput("langevin: non-finite ensemble covariance rate")
         if rate > 0:
-            dt = equal_substep(dt_cap, min(dt_cap, config.covariance_change / rate))
+            _, dt = equal_steps(dt_cap, min(dt_cap, config.covariance_change / rate))
         else:
             dt = dt_cap
         directions = state["directions"]
@@ -371,7 +364,7 @@ class Langevin(Solver):
         if config.kalman_scheme == "euler":
             lam_max = float(lam.max())
             if lam_max > 0:
-                dt = equal_substep(dt, min(dt, config.step_safety / lam_max))
+                _, dt = equal_steps(dt, min(dt, config.step_safety / lam_max))
         xi = ctx.randn(J, d)
         b = g @ root  # rows C^{1/2} ∇V(X_j)
         w = -dt * b + math.sqrt(2.0 * dt) * xi  # Euler–Maruyama in whitened coordinates
@@ -414,7 +407,7 @@ class Langevin(Solver):
         for t_next in problem.times[1:]:
             while t_next - t > _TIME_TOL * max(1.0, t_next):
                 ctx.check_budget()
-                dt_cap = equal_substep(t_next - t, dt_max)
+                _, dt_cap = equal_steps(t_next - t, dt_max)
                 if kalman:
                     x, dt = self._kalman_step(grad_V, x, dt_cap, ctx, state)
                 else:

@@ -103,7 +103,7 @@ from wgfbench.energy import (
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.problem import Box, Problem
 from wgfbench.references import Distribution
-from wgfbench.solver import Solver, SolverConfig, Support
+from wgfbench.solver import Solver, SolverConfig, Support, equal_steps
 from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
 
 # Pairs per chunk in the O(N²) interaction sums.
@@ -684,8 +684,7 @@ class QuantileJKO(Solver):
         steps: list[StepRecord] = []
         t, n_steps, newton_total, failures, uniform = 0.0, 0, 0, 0, True
         for t_next in problem.times[1:]:
-            k = max(1, math.ceil((t_next - t) / tau_max - 1e-9))
-            tau = (t_next - t) / k
+            k, tau = equal_steps(t_next - t, tau_max)
             uniform = uniform and abs(tau - tau_max) <= 1e-9 * tau_max
             for j in range(k):
                 ctx.check_budget()

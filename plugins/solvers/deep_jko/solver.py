@@ -70,7 +70,7 @@ from torch import Tensor
 from wgfbench.context import Context
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.problem import Problem
-from wgfbench.solver import Solver, SolverConfig, Support
+from wgfbench.solver import Solver, SolverConfig, Support, equal_steps
 from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
 
 from .flow import VelocityField, push
@@ -250,7 +250,7 @@ def jko_schedule(times: tuple[float, ...], dt: float) -> list[float]:
     """End times of the JKO steps: each snapshot interval cut into equal steps of at most ``dt``."""
     ends: list[float] = []
     for a, b in itertools.pairwise(times):
-        k = max(1, math.ceil((b - a) / dt - 1e-9))
+        k, _ = equal_steps(b - a, dt)
         ends.extend(a + (b - a) * (i + 1) / k for i in range(k - 1))
         ends.append(b)
     return ends

@@ -36,7 +36,6 @@ final scaled residual as ``loss``; ``Trajectory.info`` holds the totals.
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -47,7 +46,7 @@ import wgfbench
 from wgfbench.context import Context
 from wgfbench.grid import Grid, GridEnergy
 from wgfbench.problem import Problem
-from wgfbench.solver import Solver, SolverConfig, Support
+from wgfbench.solver import Solver, SolverConfig, Support, equal_steps
 from wgfbench.trajectory import GridSnapshot, StepRecord, Trajectory
 
 __all__ = [
@@ -169,8 +168,7 @@ class FVJKO(Solver):
         for t_next in problem.times[1:]:
             while t_next - t > _TIME_TOL * max(1.0, t_next):
                 ctx.check_budget()
-                k = max(1, math.ceil((t_next - t) / tau_cur - 1e-9))
-                tau = (t_next - t) / k
+                _, tau = equal_steps(t_next - t, tau_cur)
                 try:
                     rho_new, stats = scheme.step(rho, tau)
                 except NewtonFailure as exc:

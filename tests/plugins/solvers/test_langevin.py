@@ -13,7 +13,6 @@ import torch
 from gaussian_moments import kalman_wasserstein_rhs, moment_ode
 from wgfbench_plugins.solvers.langevin import (
     Langevin,
-    equal_substep,
     local_linearisation_increment,
     particle_stiffness,
     spd_sqrt_and_inverse_sqrt,
@@ -28,6 +27,7 @@ from wgfbench.errors import UnknownNameError
 from wgfbench.metrics import w2
 from wgfbench.problem import Mobility, Problem
 from wgfbench.references import DistributionPath, Gaussian
+from wgfbench.solver import equal_steps
 from wgfbench.testing import check_solver, ornstein_uhlenbeck_problem
 
 F64 = torch.float64
@@ -178,9 +178,10 @@ def test_langevin_on_ou_2d_matches_exact_moments_and_logs_energy():
 
 def test_time_grid_lands_on_snapshots():
     """Steps cut each snapshot interval into equal parts: no leftover sliver, exact landing."""
-    assert equal_substep(0.5, 0.2) == pytest.approx(0.5 / 3)
-    assert equal_substep(0.5, 0.1) == pytest.approx(0.1)
-    assert equal_substep(0.01, 0.1) == pytest.approx(0.01)
+    assert equal_steps(0.5, 0.2)[1] == pytest.approx(0.5 / 3)
+    assert equal_steps(0.5, 0.1)[1] == pytest.approx(0.1)
+    assert equal_steps(0.01, 0.1)[1] == pytest.approx(0.01)
+    assert [equal_steps(0.5, 0.2)[0], equal_steps(0.5, 0.1)[0], equal_steps(0.01, 0.1)[0]] == [3, 5, 1]
     problem = ornstein_uhlenbeck_problem([1.0], [0.0], [1.0], [[1.0]], times=(0.0, 0.13, 0.5, 0.77), dt=0.05)
     trajectory = Langevin({"n_particles": 50, "dt": 0.05, "log_energy_every": 0}).solve(
         problem, Context.create(seed=0)
