@@ -42,6 +42,7 @@ from torch import Tensor
 from wgfbench.context import Tier, make_generator
 from wgfbench.energy import EnergyEstimate
 from wgfbench.errors import WgfbenchError
+from wgfbench.grid import Grid
 from wgfbench.problem import Problem
 from wgfbench.references import Reference, jko_step_count
 from wgfbench.seeding import reference_seed, seed_from
@@ -444,12 +445,16 @@ def resample(snapshot: Snapshot, n: int, generator: torch.Generator) -> Tensor:
     return _resample_with_log_rho(snapshot, n, generator)[0]
 
 
+def reference_on_grid(reference: Reference, t: float, grid: Grid) -> Tensor:
+    """The reference density :math:`\\rho(t, x_K)` at the cell centres (CPU float64, ``grid.shape``)."""
+    centres = grid.centres().reshape(-1, grid.dim)
+    return torch.exp(_cpu(reference.log_density(t, centres))).reshape(grid.shape)
+
+
 def grid_l1_error(snapshot: GridSnapshot, reference: Reference) -> float:
     r"""Relative L1 error of a grid density against the reference density at the cell centres:
     :math:`\sum_K |K|\,|\rho_K - \rho(t, x_K)| \,/\, \sum_K |K|\rho(t, x_K)`."""
-    grid = snapshot.grid
-    centres = grid.centres().reshape(-1, grid.dim)
-    exact = torch.exp(_cpu(reference.log_density(snapshot.t, centres))).reshape(grid.shape)
+    exact = reference_on_grid(reference, snapshot.t, snapshot.grid)
     return float((_cpu(snapshot.rho) - exact).abs().sum() / exact.sum())
 
 
@@ -621,12 +626,7 @@ class Scorer:
         role = self._role(target, floor_role)
 
         def compute() -> Tensor:
-            axes = [
-                torch.linspace(lo, hi, n + 1, dtype=DTYPE)[:-1] + 0.5 * (hi - lo) / n
-                for lo, hi, n in zip(snapshot.box.low, snapshot.box.high, shape, strict=True)
-            ]
-            centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(shape))
-            rho = torch.exp(_cpu(target.reference.log_density(target.t, centres))).reshape(shape)
+            rho = reference_on_grid(target.reference, target.t, snapshot.grid)
             if not torch.isfinite(rho).all() or not float(rho.sum()) > 0:
                 logger.warning(
                     "%s: reference density not usable on the grid; plain floor draw", self.problem.name
