@@ -26,7 +26,7 @@ import torch
 from harness import cpu_model
 from wgfbench_plugins.problems.porous_medium import Barenblatt
 from wgfbench_plugins.solvers.entropic_jko import EntropicJKO, EntropicJKOStep
-from wgfbench_plugins.solvers.fv_jko import FVJKOScheme
+from wgfbench_plugins.solvers.fv_jko import FVJKOScheme, floor_density
 
 from wgfbench.energy import Energy, PowerInternal
 from wgfbench.grid import Grid, GridEnergy
@@ -46,8 +46,7 @@ def setup(d: int, n: int, steps: int, device: torch.device):
     box = Box.cube(1.25 * reference.support_radius(steps * TAU), d)
     grid = Grid.with_cells(box, n)
     energy = GridEnergy(Energy([PowerInternal(float(M))]), grid, device=device)
-    rho0 = grid.discretise(reference.at(0.0).log_density)
-    rho0 = (rho0.clamp_min(1e-10 * float(rho0.max())) / grid.mass(rho0)).to(device)
+    rho0 = floor_density(grid.discretise(reference.at(0.0).log_density), grid, 1e-10).to(device)
     exact = grid.discretise(reference.at(steps * TAU).log_density).to(device)
     return grid, energy, rho0, exact
 

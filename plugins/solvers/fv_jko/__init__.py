@@ -55,6 +55,7 @@ __all__ = [
     "FVJKOScheme",
     "NewtonFailure",
     "StepStats",
+    "floor_density",
     "fv_jko_support",
     "initial_density",
 ]
@@ -96,12 +97,17 @@ def fv_jko_support(problem: Problem) -> Support:
     return True
 
 
-def initial_density(problem: Problem, grid: Grid, floor: float) -> torch.Tensor:
-    r""":math:`\rho_0` at the cell centres (float64 CPU, shape ``grid.shape``), unit mass, with cells
-    below ``floor`` × max raised to it and renormalised (module docstring)."""
-    rho = grid.discretise(problem.initial.log_density)
+def floor_density(rho: torch.Tensor, grid: Grid, floor: float) -> torch.Tensor:
+    """``rho`` with cells below ``floor`` × max raised to it, renormalised to unit mass: the
+    positive start the scheme needs (module docstring)."""
     rho = rho.clamp_min(floor * float(rho.max()))
     return rho / grid.mass(rho)
+
+
+def initial_density(problem: Problem, grid: Grid, floor: float) -> torch.Tensor:
+    r""":math:`\rho_0` at the cell centres (float64 CPU, shape ``grid.shape``), unit mass, floored by
+    :func:`floor_density`."""
+    return floor_density(grid.discretise(problem.initial.log_density), grid, floor)
 
 
 class FVJKO(Solver):
