@@ -5,6 +5,7 @@ entropic-JKO closed forms (variance inflation ∝ γ), and the quick tier throug
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -25,7 +26,7 @@ import wgfbench
 from wgfbench.context import Context
 from wgfbench.energy import Energy, Entropy, Interaction, Potential, PowerInternal, Quadratic
 from wgfbench.grid import Grid, GridEnergy
-from wgfbench.problem import Box, Mobility, Problem
+from wgfbench.problem import Box, Mobility
 from wgfbench.references import Gaussian
 from wgfbench.testing import check_solver
 
@@ -284,32 +285,9 @@ def test_registered_supports_and_contract():
     assert solver.supports(wgfbench.get_problem("porous-medium/barenblatt-2d-m2")) is True
     assert isinstance(solver.supports(wgfbench.get_problem("fokker-planck/ou-10d")), str)
     ou = wgfbench.get_problem("fokker-planck/ou-1d")
-    nonlinear = Problem(
-        name="x/nonlinear",
-        family="x",
-        dim=1,
-        energy=ou.energy,
-        initial=ou.initial,
-        times=ou.times,
-        dt=ou.dt,
-        references={"pde": ou.reference},
-        primary_metric="w2",
-        mobility=Mobility("nonlinear", lambda r: r * (1 - r)),
-        box=ou.box,
-    )
+    nonlinear = dataclasses.replace(ou, mobility=Mobility("nonlinear", lambda r: r * (1 - r)))
     assert "mobility" in solver.supports(nonlinear)
-    no_box = Problem(
-        name="x/nobox",
-        family="x",
-        dim=1,
-        energy=ou.energy,
-        initial=ou.initial,
-        times=ou.times,
-        dt=ou.dt,
-        references={"pde": ou.reference},
-        primary_metric="w2",
-    )
-    assert "box" in solver.supports(no_box)
+    assert "box" in solver.supports(dataclasses.replace(ou, box=None))
     report = check_solver(EntropicJKO.for_tier("smoke", cells=(64, 24, 8)), ou, tier="smoke", mass_tol=1e-12)
     assert report.supported
 

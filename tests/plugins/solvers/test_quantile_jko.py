@@ -8,6 +8,7 @@ Mass is exact by construction (N particles of mass 1/N); the tests check order a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -386,18 +387,7 @@ def test_plugin_contract_and_supports():
     assert report.supported
     assert isinstance(solver.supports(wgfbench.get_problem("fokker-planck/ou-2d")), str)
     p = box_problem()
-    kalman = Problem(
-        name="test/k",
-        family="test",
-        dim=1,
-        energy=p.energy,
-        initial=p.initial,
-        times=p.times,
-        dt=p.dt,
-        references=p.references,
-        primary_metric="w2",
-        mobility=Mobility("kalman"),
-    )
+    kalman = dataclasses.replace(p, mobility=Mobility("kalman"))
     assert "Wasserstein" in solver.supports(kalman)
     for tier in ("smoke", "quick", "large"):
         assert QuantileJKO.for_tier(tier).config.n_particles >= wgfbench.context.TIERS[tier].n_eval
