@@ -33,7 +33,7 @@ from wgfbench.errors import (
 )
 from wgfbench.hookspecs import hookimpl
 from wgfbench.host import Host, default_host
-from wgfbench.problem import Box, InitialFamily, Mobility, Problem
+from wgfbench.problem import Box, InitialFamily, Mobility, Problem, ProblemView, solver_is_running
 from wgfbench.references import Distribution, Gaussian, GaussianMixture, JKOIterates, Reference
 from wgfbench.solver import Solver, SolverConfig
 from wgfbench.trajectory import GridSnapshot, ParticleSnapshot, StepRecord, Trajectory
@@ -47,7 +47,16 @@ _problem_cache: dict[tuple[int, str], Problem] = {}
 
 
 def get_problem(name: str, host: Host | None = None) -> Problem:
-    """The registered problem ``name`` (factories are built once and cached)."""
+    """The registered problem ``name`` (factories are built once and cached).
+
+    While a solver of a run is preparing or solving (:func:`wgfbench.problem.solver_scope`) this
+    returns the problem's :class:`~wgfbench.problem.ProblemView` instead: solvers never see
+    references, whichever route they take."""
+    problem = _get_problem(name, host)
+    return problem.view() if solver_is_running() else problem  # type: ignore[return-value]
+
+
+def _get_problem(name: str, host: Host | None = None) -> Problem:
     host = host or default_host()
     entry = host.problems.entry(name)
     key = (id(host), name)
@@ -91,6 +100,7 @@ __all__ = [
     "PowerInternal",
     "PowerLaw",
     "Problem",
+    "ProblemView",
     "Quadratic",
     "Reference",
     "Solver",

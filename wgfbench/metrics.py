@@ -3,8 +3,15 @@ r"""Scores of a solver's trajectory against a problem's references (POT is the W
 The one metrics module (``DESIGN.md``, "Metrics"; ``PROBLEMS.md``, "Wasserstein scoring pitfalls").
 
 Every snapshot is moved to the CPU in float64 and resampled to the tier's ``n_eval`` points with a
-generator whose seed hashes (base seed, problem, repetition, t) and never the solver; it is then
-compared with a reference draw made the same way, so every solver meets the same reference sample.
+generator whose seed hashes (base seed, problem, repetition, t, the run's secret scoring salt) and
+never the solver; it is then compared with a reference draw made the same way, so every solver of a
+run meets the same reference sample and none can regenerate it (:func:`wgfbench.seeding.reference_seed`).
+
+Integrity (what a trivial or dishonest output cannot win): the ranking score ``trajectory_error``
+averages ``rel_error`` over every snapshot t > 0, so returning :math:`\rho_\infty` early costs;
+stationary-only references are scored at the final snapshot only (``end_state_only``); grid outputs
+pay for lost, invented or negative mass in ``rel_error`` (``mass_penalty``, ``flag_mass``); a
+primary score far below its own noise floor is flagged (``flag_suspect``).
 Noise floors (the same estimator between two independent reference draws), reference draws,
 large moment draws and the :math:`\rho_0` baselines live in a :class:`ScoreCache` that the runner
 shares across solvers: scoring is never charged to a solver and a floor is computed once per
@@ -61,6 +68,15 @@ N_PROJECTIONS = 256
 N_MOMENT_DRAW = 100_000
 FLOOR_DRAWS = 4
 """Independent reference draws averaged in each ``*_floor`` (cached per problem, t, repetition)."""
+SUSPECT_FLOOR_RATIO = 0.25
+"""An output whose primary distance is, in the median over its scored snapshots, below this share
+of the noise floor (the same distance for independent exact samples) is flagged ``flag_suspect``:
+exact samples themselves sit near ratio 1 (the calibration test checks ≤ 2), and a median of
+several snapshots below 1/4 does not happen by chance; an output that copied the scoring draw
+sits near 0."""
+MASS_TOLERANCE = 1e-3
+"""Largest ``|mass − 1| + negative_mass`` of a grid output before it is flagged ``flag_mass``
+(float32 sums over 10⁶ cells stay far below it; the classical solvers reach 1e-15)."""
 #: Grids with more cells than this are not discretised for the grid floor (a plain draw is used).
 MAX_FLOOR_GRID_CELLS = 1 << 22
 
@@ -172,7 +188,16 @@ METRICS: dict[str, MetricInfo] = _catalogue(
         "energy",
         "stationary references: energy - energy_ref(rho_inf) with the same estimator (≥ 0 up to noise)",
     ),
-    MetricInfo("mass_error", "mass", "grid outputs: |mass - 1|"),
+    MetricInfo(
+        "mass_error", "mass", "grid outputs: |mass - 1|, mass = sum_K |K| rho_K (negative cells included)"
+    ),
+    MetricInfo("negative_mass", "mass", "grid outputs: sum_K |K| max(-rho_K, 0), mass in negative cells"),
+    MetricInfo(
+        "mass_penalty",
+        "1",
+        "grid outputs: |mass - 1| + negative_mass, added to rel_error at the snapshot (lost or "
+        "invented mass counts as that share of the solution got wrong; resampling normalises it away)",
+    ),
     MetricInfo(
         "l1_error",
         "1",
@@ -186,7 +211,38 @@ METRICS: dict[str, MetricInfo] = _catalogue(
         "rel_error",
         "1",
         "primary metric at t divided by the same metric between a rho_0 draw and the reference at t "
-        "(share of the motion the solver got wrong); for energy_gap: gap(output) / gap(rho_0)",
+        "(share of the motion the solver got wrong), plus mass_penalty for grid outputs; for "
+        "energy_gap: gap(output) / gap(rho_0); stationary-only references: final snapshot only",
+    ),
+    MetricInfo(
+        "trajectory_error",
+        "1",
+        "the ranking score: mean of rel_error over the snapshot times t > 0, every snapshot weighted "
+        "equally; for stationary-only references (end_state_only = 1) the final rel_error; t = NaN",
+    ),
+    MetricInfo(
+        "end_state_only",
+        "1",
+        "1 when the problem's reference is stationary-only, so trajectory_error ranks the end state "
+        "alone; t = NaN",
+    ),
+    MetricInfo(
+        "floor_ratio",
+        "1",
+        "median over scored snapshots of primary / primary floor (exact samples sit near 1); t = NaN",
+    ),
+    MetricInfo(
+        "flag_suspect",
+        "1",
+        f"1 when floor_ratio < {SUSPECT_FLOOR_RATIO:g}: a score far below that of independent exact "
+        "samples (the output has seen the scoring draw); t = NaN",
+    ),
+    MetricInfo("mass_violation", "mass", "grid outputs: largest mass_penalty over the snapshots; t = NaN"),
+    MetricInfo(
+        "flag_mass",
+        "1",
+        f"grid outputs: 1 when mass_violation > {MASS_TOLERANCE:g} (mass lost, invented or negative); "
+        "t = NaN",
     ),
     *(
         MetricInfo(
@@ -466,13 +522,13 @@ def _moments(x: Tensor) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------------------------
 # Cache shared across solvers
 
-CacheKey = tuple[str, int, int, int, float, int, str]
+CacheKey = tuple[str, int, int, int, float, int, str, str]
 
 
 class ScoreCache:
     """Reference draws, floors and :math:`\\rho_0` baselines shared by every solver of a run.
 
-    Keys are ``(problem name, version, base_seed, repetition, t, n_eval, what)``; values are
+    Keys are ``(problem name, version, base_seed, repetition, t, n_eval, what, salt)``; values are
     tensors or floats that only depend on that key (never on a solver), so a campaign computes
     each floor once per (problem, t, repetition, n_eval). Thread-safe: concurrent scorers may
     compute the same entry twice (deterministically) but never see a partial one.
@@ -486,8 +542,11 @@ class ScoreCache:
         self.misses = 0
 
     @staticmethod
-    def key(problem: Problem, base_seed: int, repetition: int, t: float, n_eval: int, what: str) -> CacheKey:
-        """The key of one cached quantity: (name, version, base_seed, repetition, t, n_eval, what)."""
+    def key(
+        problem: Problem, base_seed: int, repetition: int, t: float, n_eval: int, what: str, salt: str = ""
+    ) -> CacheKey:
+        """The key of one cached quantity: (name, version, base_seed, repetition, t, n_eval, what,
+        salt)."""
         return (
             problem.name,
             int(problem.version),
@@ -496,6 +555,7 @@ class ScoreCache:
             float(t),
             int(n_eval),
             what,
+            str(salt),
         )
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], Any]) -> Any:
@@ -555,12 +615,14 @@ class Scorer:
         cache: ScoreCache | None = None,
         n_projections: int = N_PROJECTIONS,
         n_moment_draw: int = N_MOMENT_DRAW,
+        salt: str = "",
     ):
         self.problem = problem
         self.tier = tier
         self.n_eval = int(tier.n_eval)
         self.base_seed = int(base_seed)
         self.repetition = int(repetition)
+        self.salt = str(salt)
         self.cache = cache if cache is not None else ScoreCache()
         self.n_moment_draw = int(n_moment_draw)
         self.projections = sliced_projections(problem.name, problem.dim, n_projections)
@@ -570,12 +632,12 @@ class Scorer:
     # -- cache and seeds ---------------------------------------------------------------------
 
     def _cached(self, t: float, what: str, compute: Callable[[], Any]) -> Any:
-        key = ScoreCache.key(self.problem, self.base_seed, self.repetition, t, self.n_eval, what)
+        key = ScoreCache.key(self.problem, self.base_seed, self.repetition, t, self.n_eval, what, self.salt)
         return self.cache.get_or_compute(key, compute)
 
     def _generator(self, t: float, role: str) -> torch.Generator:
         return make_generator(
-            reference_seed(self.base_seed, self.problem.name, self.repetition, t, role=role)
+            reference_seed(self.base_seed, self.problem.name, self.repetition, t, role=role, salt=self.salt)
         )
 
     def _role(self, target: _Target, role: str) -> str:
@@ -609,7 +671,7 @@ class Scorer:
             return _moments(_cpu(x))
 
         key = ScoreCache.key(
-            self.problem, self.base_seed, self.repetition, target.t, self.n_moment_draw, role
+            self.problem, self.base_seed, self.repetition, target.t, self.n_moment_draw, role, self.salt
         )
         return self.cache.get_or_compute(key, compute)
 
@@ -758,14 +820,53 @@ class Scorer:
         return _Target(f"jko:{tau!r}", ref, t, None if centre is None else _cpu(torch.as_tensor(centre)))
 
     def score(self, trajectory: Trajectory) -> list[MetricRow]:
-        """All metric rows of ``trajectory`` (validated against the problem's times and dimension)."""
+        """All metric rows of ``trajectory`` (validated against the problem's times and dimension):
+        per snapshot, per logged step, and the per-case rows of :meth:`_case_rows` (the ranking
+        score ``trajectory_error`` and the integrity flags)."""
         problem = self.problem
         trajectory.validate(problem.times, problem.dim)
         rows: list[MetricRow] = []
         for step, (t, snapshot) in enumerate(zip(problem.times, trajectory.snapshots, strict=True)):
             rows.extend(self._score_snapshot(step, t, snapshot, trajectory.jko_tau))
         rows.extend(self._score_steps(trajectory.steps))
-        return self._finite(rows)
+        rows = self._finite(rows)
+        return rows + self._case_rows(rows)
+
+    def _case_rows(self, rows: Sequence[MetricRow]) -> list[MetricRow]:
+        r"""Per-case rows (``t = NaN``, ``step = −1``) computed from the snapshot rows:
+
+        * ``trajectory_error`` — the ranking score: the mean of ``rel_error`` over the snapshot
+          times :math:`t_1<\dots<t_K` with :math:`t>0`, each snapshot weighted equally,
+          :math:`\frac1K\sum_k \mathrm{rel\_error}(t_k)`; for stationary-only references
+          (``end_state_only`` = 1) the final ``rel_error`` alone;
+        * ``floor_ratio`` — median over scored snapshots of primary / primary floor, and
+          ``flag_suspect`` = 1 when it is below :data:`SUSPECT_FLOOR_RATIO` (an output that
+          beats independent exact samples by that much has seen the scoring draw);
+        * ``mass_violation`` — the largest ``|mass − 1| + negative_mass`` over the snapshots of a
+          grid output, and ``flag_mass`` = 1 when it exceeds :data:`MASS_TOLERANCE`.
+        """
+        out: list[MetricRow] = []
+
+        def add(metric: str, value: float) -> None:
+            out.append(MetricRow(math.nan, -1, metric, float(value)))
+
+        rel = [r.value for r in rows if r.metric == "rel_error" and r.t > 0]
+        if rel:
+            add("trajectory_error", float(np.mean(rel)))
+        add("end_state_only", float(self.stationary))
+        primary = {r.step: r.value for r in rows if r.metric == self.primary}
+        floor = {r.step: r.value for r in rows if r.metric == f"{self.primary}_floor"}
+        ratios = [primary[k] / floor[k] for k in primary if k in floor and floor[k] > 0]
+        if ratios:
+            ratio = float(np.median(ratios))
+            add("floor_ratio", ratio)
+            add("flag_suspect", float(ratio < SUSPECT_FLOOR_RATIO))
+        penalties = [r.value for r in rows if r.metric == "mass_penalty"]
+        if penalties:
+            violation = max(penalties)
+            add("mass_violation", violation)
+            add("flag_mass", float(violation > MASS_TOLERANCE))
+        return out
 
     def _finite(self, rows: list[MetricRow]) -> list[MetricRow]:
         kept = []
@@ -794,8 +895,13 @@ class Scorer:
         problem, reference = self.problem, self.problem.reference
         x, log_rho = _resample_with_log_rho(snapshot, self.n_eval, self._generator(t, "resample"))
 
+        mass_penalty = 0.0
         if isinstance(snapshot, GridSnapshot):
-            add("mass_error", abs(snapshot.mass - 1.0))
+            mass_error, negative = abs(snapshot.mass - 1.0), snapshot.negative_mass
+            mass_penalty = mass_error + negative
+            add("mass_error", mass_error)
+            add("negative_mass", negative)
+            add("mass_penalty", mass_penalty)
             add("min_density", float(snapshot.rho.min()))
             if reference.has_density and not self.stationary:
                 add("l1_error", grid_l1_error(snapshot, reference))
@@ -826,16 +932,20 @@ class Scorer:
                 add("kl", float((log_rho - _cpu(reference.log_density(t_ref, x))).mean()))
             if t > 0 and self.primary in _DISTRIBUTION_PRIMARIES:
                 if self.primary in values:
-                    add("rel_error", _ratio(values[self.primary], self._baseline(self.primary, target)))
+                    relative = _ratio(values[self.primary], self._baseline(self.primary, target))
+                    add("rel_error", relative + mass_penalty)
                 else:
                     logger.warning("%s: primary %s not applicable", problem.name, self.primary)
             if jko_tau is not None and (jko_target := self._jko_target(jko_tau, t)) is not None:
                 value = self._distance(self.primary, x, jko_target)
                 add(f"jko_{self.primary}", value)
                 if t > 0:
-                    add("jko_rel_error", _ratio(value, self._baseline(self.primary, jko_target)))
+                    add(
+                        "jko_rel_error",
+                        _ratio(value, self._baseline(self.primary, jko_target)) + mass_penalty,
+                    )
 
-        rows.extend(self._energy_rows(step, t, snapshot, x, log_rho, target, scored))
+        rows.extend(self._energy_rows(step, t, snapshot, x, log_rho, target, scored, mass_penalty))
         return rows
 
     def _energy_rows(
@@ -847,7 +957,12 @@ class Scorer:
         log_rho: Tensor | None,
         target: _Target,
         scored: bool,
+        mass_penalty: float = 0.0,
     ) -> list[MetricRow]:
+        r"""Energy rows at one snapshot. For stationary references the gap to
+        :math:`\mathcal E(\rho_\infty)` (and its ``rel_error``) exists at the final snapshot only:
+        at earlier times the flow is not at :math:`\rho_\infty`, and a small gap there would
+        reward converging too fast."""
         rows: list[MetricRow] = []
 
         def add(metric: str, value: float) -> None:
@@ -867,14 +982,15 @@ class Scorer:
         add("energy", estimate.value)
         add("energy_ref", energy_ref)
         if self.stationary:
-            gap = estimate.value - energy_ref
-            add("energy_gap", gap)
-            if t > 0 and self.primary == "energy_gap":
-                initial = self._initial_energy(ex.shape[0], on_particles)
-                if initial is None:
-                    logger.warning("%s: rho_0 has no density; no energy_gap rel_error", self.problem.name)
-                else:
-                    add("rel_error", _ratio(gap, initial - energy_ref))
+            if scored:
+                gap = estimate.value - energy_ref
+                add("energy_gap", gap)
+                if t > 0 and self.primary == "energy_gap":
+                    initial = self._initial_energy(ex.shape[0], on_particles)
+                    if initial is None:
+                        logger.warning("%s: rho_0 has no density; no energy_gap rel_error", self.problem.name)
+                    else:
+                        add("rel_error", _ratio(gap, initial - energy_ref) + mass_penalty)
         else:
             add("energy_error", estimate.value - energy_ref)
         if scored and (exact := target.reference.energy(target.t)) is not None:

@@ -8,12 +8,20 @@ A problem is the PDE
 given by its ``energy`` (typed terms, :mod:`wgfbench.energy`), its ``mobility``, the initial law
 ``initial`` and the snapshot ``times``. Time is elapsed time since :math:`\rho_0`:
 ``times[0] == 0``.
+
+Solvers never see a :class:`Problem`: the runner hands them its :class:`ProblemView`
+(:meth:`Problem.view`), which has everything that defines the flow (energy, mobility, initial law,
+times, ``dt``, box, the initial family's initial laws) and nothing that answers it (no references,
+no reference samplers, no members' references). Only the calibration and baseline rows
+(``Solver.role``) get the problem itself, and the leaderboard never ranks them as solvers.
 """
 
 from __future__ import annotations
 
+import contextvars
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +32,10 @@ from wgfbench.energy import Energy
 from wgfbench.references import Distribution, JKOIterates, Reference
 
 PRIMARY_METRICS = ("w2", "bures_w2", "radial_w2", "sliced_w2", "energy_gap")
+STATIONARY_ROLE = "stationary"
+r"""``references["stationary"]``: the stationary law :math:`\rho_\infty` (a
+:class:`~wgfbench.references.Stationary`) wherever the flow has one and it is known, also for
+problems whose ``"pde"`` reference is time-resolved; the ``equilibrium`` baseline returns it."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,43 @@ class InitialFamily:
     description: str
     draw: Callable[[torch.Generator], tuple[Distribution, Reference]]
 
+    def view(self) -> InitialFamilyView:
+        """The family as solvers see it: members' initial laws without their references."""
+        return InitialFamilyView(self.description, _InitialLaws(self.draw))
+
+
+_MEMBER_FACTORIES: dict[int, Callable[[torch.Generator], tuple[Distribution, Reference]]] = {}
+"""Member factories of the initial families that have handed out a view, by token. The view holds
+only the token: a factory may close over references (a shared stationary law), and nothing
+reachable from a :class:`ProblemView` may lead to one."""
+_TOKENS = itertools.count()
+
+
+class _InitialLaws:
+    """``draw(generator) -> Distribution``: the :math:`\rho_0` of a family member. Holds a token
+    of the member factory, never the factory; the member's reference is dropped before anything is
+    returned."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, draw: Callable[[torch.Generator], tuple[Distribution, Reference]]):
+        self._token = next(_TOKENS)
+        _MEMBER_FACTORIES[self._token] = draw
+
+    def __call__(self, generator: torch.Generator) -> Distribution:
+        initial, _reference = _MEMBER_FACTORIES[self._token](generator)
+        return initial
+
+
+@dataclass(frozen=True)
+class InitialFamilyView:
+    """An :class:`InitialFamily` as solvers see it: ``draw(generator)`` returns a member's
+    :math:`\rho_0` only (operator-learning solvers train on these; the references stay with
+    the scorer)."""
+
+    description: str
+    draw: Callable[[torch.Generator], Distribution]
+
 
 @dataclass(frozen=True, eq=False)
 class Problem:
@@ -115,6 +164,9 @@ class Problem:
             raise ValueError(f"{self.name}: references needs a 'pde' Reference")
         if "jko" in self.references and not isinstance(self.references["jko"], JKOIterates):
             raise ValueError(f"{self.name}: the 'jko' reference must be JKOIterates")
+        stationary = self.references.get(STATIONARY_ROLE)
+        if stationary is not None and getattr(stationary, "kind", None) != "stationary":
+            raise ValueError(f"{self.name}: references['stationary'] must be a Stationary reference")
         if self.primary_metric not in PRIMARY_METRICS:
             raise ValueError(f"{self.name}: primary_metric must be one of {PRIMARY_METRICS}")
         if self.initial.dim != self.dim or self.reference.dim != self.dim:
@@ -136,3 +188,92 @@ class Problem:
     @property
     def final_time(self) -> float:
         return self.times[-1]
+
+    @property
+    def stationary(self) -> Reference | None:
+        r""":math:`\rho_\infty` where known: ``references["stationary"]``, or the ``"pde"``
+        reference itself when it is stationary."""
+        law = self.references.get(STATIONARY_ROLE)
+        if law is None and self.reference.kind == "stationary":
+            law = self.reference
+        return law  # type: ignore[return-value]
+
+    def view(self) -> ProblemView:
+        """What a solver may see of this problem (module docstring): the flow, not its answers.
+        Built once per problem."""
+        cached = self.__dict__.get("_view")
+        if cached is None:
+            cached = self._make_view()
+            object.__setattr__(self, "_view", cached)
+        return cached
+
+    def _make_view(self) -> ProblemView:
+        return ProblemView(
+            name=self.name,
+            family=self.family,
+            dim=self.dim,
+            energy=self.energy,
+            initial=self.initial,
+            times=self.times,
+            dt=self.dt,
+            mobility=self.mobility,
+            box=self.box,
+            initial_family=None if self.initial_family is None else self.initial_family.view(),
+            version=self.version,
+            description=self.description,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ProblemView:
+    """A :class:`Problem` without its references: what ``Solver.prepare`` and ``Solver.solve``
+    receive. Same field names as the problem, so solver code reads ``problem.energy``,
+    ``problem.initial``, ``problem.times`` … either way; ``references``, ``reference``, ``jko``
+    and the primary metric are absent, and ``initial_family`` is an :class:`InitialFamilyView`."""
+
+    name: str
+    family: str
+    dim: int
+    energy: Energy
+    initial: Distribution
+    times: tuple[float, ...]
+    dt: float
+    mobility: Mobility = field(default_factory=Mobility)
+    box: Box | None = None
+    initial_family: InitialFamilyView | None = None
+    version: int = 1
+    description: str = ""
+
+    @property
+    def final_time(self) -> float:
+        return self.times[-1]
+
+    def view(self) -> ProblemView:
+        return self
+
+
+ProblemLike = Problem | ProblemView
+"""What solvers are typed against: the runner passes a :class:`ProblemView`, and direct callers
+(tests, scripts) may pass a whole :class:`Problem`."""
+
+
+_SOLVER_RUNNING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "wgfbench_solver_running", default=False
+)
+
+
+@contextmanager
+def solver_scope(role: str = "solver") -> Iterator[None]:
+    """While a ``solver`` role's ``prepare``/``solve`` runs (the runner enters this scope),
+    :func:`wgfbench.get_problem` returns :class:`ProblemView` s: the registry is no back door to
+    the references. Baseline and calibration roles run unscoped."""
+    token = _SOLVER_RUNNING.set(role == "solver")
+    try:
+        yield
+    finally:
+        _SOLVER_RUNNING.reset(token)
+
+
+def solver_is_running() -> bool:
+    """True inside :func:`solver_scope` for a solver."""
+    return _SOLVER_RUNNING.get()

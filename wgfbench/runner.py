@@ -50,8 +50,8 @@ from wgfbench.context import Context, get_tier
 from wgfbench.errors import BudgetExceeded, ConfigError, UnknownNameError, WgfbenchError
 from wgfbench.host import Host, default_host
 from wgfbench.metrics import MetricRow, ScoreCache, Scorer, resample
-from wgfbench.problem import Problem
-from wgfbench.seeding import seed_everything, seed_from, solver_seed
+from wgfbench.problem import Problem, ProblemView, solver_scope
+from wgfbench.seeding import new_scoring_salt, salt_digest, seed_everything, seed_from, solver_seed
 from wgfbench.solver import Solver, support_reason
 from wgfbench.trajectory import GridSnapshot, Snapshot, Trajectory
 
@@ -257,6 +257,12 @@ def match_names(patterns: Sequence[str], known: Sequence[str], kind: str) -> lis
     return [n for n in known if n in selected]
 
 
+def _as_seen_by(solver: Solver, problem: Problem) -> Problem | ProblemView:
+    """The problem as ``solver`` may see it: its :class:`ProblemView` for solvers, the problem
+    itself for the baseline and calibration rows, which are built from its references."""
+    return problem if solver.role != "solver" else problem.view()
+
+
 def _check_device(device: str) -> str:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -320,7 +326,7 @@ def make_plan(
         problem = wgfbench.get_problem(pname, host)
         for sname in solver_names:
             try:
-                reason = support_reason(instances[sname].supports(problem))
+                reason = support_reason(instances[sname].supports(_as_seen_by(instances[sname], problem)))
             except Exception as exc:  # a broken supports() must not sink the whole plan
                 reason = f"supports() raised {type(exc).__name__}: {exc}"
             if reason is not None:
@@ -512,9 +518,10 @@ class CaseOutcome:
 
 
 def _score(
-    problem: Problem, plan: Plan, case: Case, trajectory: Trajectory, cache: ScoreCache | None
+    problem: Problem, plan: Plan, case: Case, trajectory: Trajectory, cache: ScoreCache | None, salt: str
 ) -> list[MetricRow]:
-    return Scorer(problem, get_tier(plan.tier), plan.base_seed, case.repetition, cache).score(trajectory)
+    scorer = Scorer(problem, get_tier(plan.tier), plan.base_seed, case.repetition, cache, salt=salt)
+    return scorer.score(trajectory)
 
 
 def run_case(
@@ -527,8 +534,13 @@ def run_case(
     host: Host,
     cache: ScoreCache | None = None,
     progress: Callable[[int, int], None] | None = None,
+    salt: str = "",
 ) -> CaseOutcome:
     """Run one case in isolation and return its outcome (nothing is written but artefacts).
+
+    The solver's ``prepare`` and ``solve`` get the problem's :class:`ProblemView` (baseline and
+    calibration rows get the problem), and while they run ``wgfbench.get_problem`` hands out views
+    only. ``salt`` is the run's secret scoring salt (:func:`wgfbench.seeding.reference_seed`).
 
     Every ``Exception`` (including :class:`BudgetExceeded` and :class:`NonFiniteOutput`) becomes
     a failed outcome; ``KeyboardInterrupt`` propagates. The budget covers prepare + solve: the
@@ -554,6 +566,8 @@ def run_case(
         "config": None,
         "config_hash": None,
         "plugin": host.solvers.entry(case.solver).plugin.name,
+        "role": getattr(host.solvers.entry(case.solver).item, "role", "solver"),
+        "score_salt_sha256": salt_digest(salt),
         "prepare_seconds": math.nan,
         "solve_seconds": math.nan,
         "score_seconds": math.nan,
@@ -587,15 +601,16 @@ def run_case(
             budget_seconds=plan.budget,
             progress=progress or (lambda done, total: None),
         )
+        seen = _as_seen_by(solver, problem)
         memory.start()
         ctx.restart_clock()
         stage = "prepare"
-        with _stopwatch(device, timings, "prepare_seconds"):
-            solver.prepare(problem, ctx)
+        with solver_scope(solver.role), _stopwatch(device, timings, "prepare_seconds"):
+            solver.prepare(seen, ctx)
         stage = "solve"
         try:
-            with _stopwatch(device, timings, "solve_seconds"):
-                trajectory = solver.solve(problem, ctx)
+            with solver_scope(solver.role), _stopwatch(device, timings, "solve_seconds"):
+                trajectory = solver.solve(seen, ctx)
         finally:
             record["peak_memory_mb"] = memory.peak_mb()
             record["peak_memory_kind"] = memory.kind
@@ -613,7 +628,7 @@ def run_case(
 
         stage = "score"
         with _stopwatch(device, timings, "score_seconds"):
-            metric_rows = _score(problem, plan, case, trajectory, cache)
+            metric_rows = _score(problem, plan, case, trajectory, cache, salt)
         for r in metric_rows:
             rows.append(
                 {"t": float(r.t), "step": int(r.step), "metric": str(r.metric), "value": float(r.value)}
@@ -731,6 +746,41 @@ def _merge_plan_entries(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[
     return {"cases": cases, "skipped": skipped + list(new["skipped"])}
 
 
+def _scoring_salt(manifest: dict[str, Any], given: str | None = None) -> str:
+    """The run's scoring salt, recorded in ``manifest["scoring"]``.
+
+    A new run draws one (:func:`wgfbench.seeding.new_scoring_salt`) and records only its SHA-256
+    while cases run: the salt enters the manifest when the run stops (completed, interrupted or
+    failed), so no solver of the run can read it from the run directory, and every score of the
+    run can be recomputed from the manifest afterwards. A resumed run reuses the recorded salt. A
+    run killed outright (SIGKILL, power loss) never wrote its salt: on resume a new salt is drawn,
+    the lost one stays listed in ``scoring.lost_salts`` by digest, and the cases scored with it are
+    those whose ``score_salt_sha256`` matches that digest in ``cases.parquet``. A ``given`` salt
+    (reproducing an earlier run) is used as is and the manifest says so (``reproduced``).
+    """
+    scoring = manifest.setdefault("scoring", {})
+    salt = scoring.get("salt")
+    if given is not None:
+        if salt and salt != given:
+            raise ConfigError("this run was scored with another salt; resume it without --reproduce-salt")
+        if not given or len(given) > 256:
+            raise ConfigError("a scoring salt is a non-empty string (the hex of manifest scoring.salt)")
+        salt = given
+        scoring["reproduced"] = True
+    elif not salt:
+        if scoring.get("salt_sha256"):
+            scoring.setdefault("lost_salts", []).append(scoring["salt_sha256"])
+        salt = new_scoring_salt()
+    scoring.update(
+        {
+            "salt": None,
+            "salt_sha256": salt_digest(salt),
+            "rule": "reference draws seeded by hash(role, base_seed, problem, repetition, t, salt)",
+        }
+    )
+    return salt
+
+
 def _status_line(record: Mapping[str, Any]) -> str:
     """One rich-markup line per finished case (user text escaped)."""
     from rich.markup import escape
@@ -755,6 +805,7 @@ def run_plan(
     progress: bool = True,
     console: Any = None,
     command: Sequence[str] | None = None,
+    salt: str | None = None,
 ) -> RunResult:
     """Run every case of ``plan`` into the run directory ``out`` and consolidate it.
 
@@ -763,7 +814,9 @@ def run_plan(
     every case exactly once; tier, base seed, device and dtype must match the earlier run.
     Failures are results, not errors. ``KeyboardInterrupt`` consolidates what finished and is
     re-raised. ``console`` (a :class:`rich.console.Console`) receives per-case status lines;
-    ``progress`` shows a progress bar on it.
+    ``progress`` shows a progress bar on it. ``salt`` reproduces the scores of an earlier run (its
+    ``manifest["scoring"]["salt"]``); by default a new run draws a secret salt
+    (:func:`_scoring_salt`).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -814,6 +867,7 @@ def run_plan(
             "interrupted": False,
         }
     )
+    salt = _scoring_salt(manifest, salt)
     run_id = manifest["run_id"]
     out.mkdir(parents=True, exist_ok=True)
     store.write_manifest(out, manifest)
@@ -857,7 +911,7 @@ def run_plan(
                 def hook(done_: int, total_: int, _inner=inner) -> None:
                     bar.update(_inner, completed=done_, total=total_)
 
-            outcome = run_case(case, key, plan, out, run_id, host=host, cache=cache, progress=hook)
+            outcome = run_case(case, key, plan, out, run_id, host=host, cache=cache, progress=hook, salt=salt)
             store.write_case(out, outcome.record, outcome.results)
             ran += 1
             if console is not None:
@@ -873,6 +927,7 @@ def run_plan(
         store.consolidate(out)
         manifest["interrupted"] = interrupted
         manifest["completed"] = None if interrupted else _utc_now()
+        manifest["scoring"]["salt"] = salt  # revealed once no solver of this run can run any more
         store.write_manifest(out, manifest)
 
     records = store.read_case_records(out)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pydantic
 
 from wgfbench.context import TIERS, Context
 from wgfbench.errors import ConfigError
-from wgfbench.problem import Problem
+from wgfbench.problem import Problem, ProblemLike
 from wgfbench.trajectory import Trajectory
 
 
@@ -27,6 +27,14 @@ class SolverConfig(pydantic.BaseModel):
 Support = bool | str
 """``supports`` returns ``True``, or a string saying why the problem is not supported."""
 
+Role = Literal["solver", "baseline", "calibration"]
+"""What a row of the leaderboard is: a ``solver`` of the PDE (ranked; sees only the problem's
+:class:`~wgfbench.problem.ProblemView`), a trivial ``baseline`` (``frozen``, ``equilibrium``: the
+floor of usefulness every solver must beat) or the ``calibration`` row (``reference``: exact
+samples, the noise level). Baselines and calibration get the whole :class:`Problem` (they are
+built from its references) and are never ranked as solvers."""
+ROLES: tuple[str, ...] = ("solver", "baseline", "calibration")
+
 
 def _format_validation_error(solver: str, exc: pydantic.ValidationError) -> str:
     parts = []
@@ -40,15 +48,19 @@ class Solver(ABC):
     """A WGF solver plugin.
 
     Class attributes: ``name`` (registry name), ``citation`` (BibTeX), ``Config`` (a
-    :class:`SolverConfig` subclass) and ``presets`` (tier name → field overrides). Instances hold a
-    validated ``config``; build them with ``Solver.for_tier(tier, **overrides)``.
+    :class:`SolverConfig` subclass), ``presets`` (tier name → field overrides) and ``role``
+    (:data:`Role`; leave it ``"solver"``). Instances hold a validated ``config``; build them with
+    ``Solver.for_tier(tier, **overrides)``.
 
     ``prepare`` does the offline work (training, fitting; charged as prepare time) and ``solve``
     integrates the flow from ``problem.initial`` to ``problem.times[-1]``, returning a
-    :class:`Trajectory` with one snapshot per ``problem.times``.
+    :class:`Trajectory` with one snapshot per ``problem.times``. In a run both receive the
+    problem's :class:`~wgfbench.problem.ProblemView`: energy, mobility, initial law, times,
+    ``dt``, box and the initial family's initial laws, never its references.
     """
 
     name: ClassVar[str]
+    role: ClassVar[Role] = "solver"
     citation: ClassVar[str] = ""
     Config: ClassVar[type[SolverConfig]] = SolverConfig
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
@@ -77,11 +89,11 @@ class Solver(ABC):
     def supports(self, problem: Problem) -> Support:
         return True
 
-    def prepare(self, problem: Problem, ctx: Context) -> None:  # noqa: B027 - optional hook
+    def prepare(self, problem: ProblemLike, ctx: Context) -> None:  # noqa: B027 - optional hook
         """Offline work before ``solve`` (default: none)."""
 
     @abstractmethod
-    def solve(self, problem: Problem, ctx: Context) -> Trajectory: ...
+    def solve(self, problem: ProblemLike, ctx: Context) -> Trajectory: ...
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"

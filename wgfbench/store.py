@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from wgfbench.errors import WgfbenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 CASES = "cases.parquet"
 RESULTS = "results.parquet"
@@ -82,6 +82,8 @@ CASES_SCHEMA = pa.schema(
         ("config", pa.string()),
         ("config_hash", pa.string()),
         ("plugin", pa.string()),
+        ("role", pa.string()),
+        ("score_salt_sha256", pa.string()),
         ("prepare_seconds", pa.float64()),
         ("solve_seconds", pa.float64()),
         ("score_seconds", pa.float64()),
@@ -91,7 +93,9 @@ CASES_SCHEMA = pa.schema(
         ("finished", pa.string()),
     ]
 )
-"""One row per case; ``seed`` is the repetition index, ``solver_seed`` the seed the solver got."""
+"""One row per case; ``seed`` is the repetition index, ``solver_seed`` the seed the solver got,
+``role`` the solver's leaderboard role (solver, baseline, calibration) and ``score_salt_sha256`` the
+digest of the scoring salt its scores were drawn with (the salt is in the manifest)."""
 
 CASES_COLUMNS: tuple[str, ...] = tuple(CASES_SCHEMA.names)
 

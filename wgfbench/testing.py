@@ -40,7 +40,7 @@ from torch import Tensor
 from wgfbench.context import TIERS, Context, get_tier, make_generator
 from wgfbench.energy import Energy, Entropy, Potential
 from wgfbench.errors import BudgetExceeded, NonFiniteOutput
-from wgfbench.problem import PRIMARY_METRICS, Problem
+from wgfbench.problem import PRIMARY_METRICS, Problem, solver_scope
 from wgfbench.references import (
     Distribution,
     DistributionPath,
@@ -509,11 +509,15 @@ def _snapshot_tensors(trajectory: Trajectory) -> list[tuple[float, str, Tensor]]
 
 
 def _run_case(solver: Solver, problem: Problem, ctx: Context, prefix: str) -> tuple[Trajectory, float, float]:
+    """``prepare`` and ``solve`` as the runner calls them: solvers get the problem's view (no
+    references; ``get_problem`` hands out views too), baseline and calibration rows the problem."""
+    seen = problem if solver.role != "solver" else problem.view()
     try:
         start = time.perf_counter()
-        solver.prepare(problem, ctx)
-        prepared = time.perf_counter()
-        trajectory = solver.solve(problem, ctx)
+        with solver_scope(solver.role):
+            solver.prepare(seen, ctx)
+            prepared = time.perf_counter()
+            trajectory = solver.solve(seen, ctx)
         solved = time.perf_counter()
     except BudgetExceeded as exc:
         raise _fail(prefix, f"ran over the tier budget: {exc}") from exc

@@ -44,7 +44,13 @@ class GridSnapshot:
 
     @property
     def mass(self) -> float:
+        r""":math:`\sum_K |K|\,\rho_K`, negative cells included."""
         return float(self.rho.sum()) * self.cell_volume
+
+    @property
+    def negative_mass(self) -> float:
+        r""":math:`\sum_K |K|\,\max(-\rho_K, 0)`: mass lost to negative cells (0 for a positive density)."""
+        return float((-self.rho.detach()).clamp_min(0).sum()) * self.cell_volume
 
     def tensors(self) -> dict[str, Tensor]:
         return {"rho": self.rho}

@@ -106,6 +106,14 @@ class QuadraticWell:
     def dim(self) -> int:
         return self.mu.numel()
 
+    def stationary(self) -> Stationary:
+        r""":math:`\rho_\infty = e^{-V}/Z = \mathcal N(\mu, A^{-1})` with
+        :math:`\mathcal E(\rho_\infty) = -\log Z = -\tfrac d2\log 2\pi + \tfrac12\log\det A`
+        (the flow of :math:`\int\rho\log\rho + \int V\rho` with unit diffusion)."""
+        energy_inf = -0.5 * self.dim * math.log(2 * math.pi) + 0.5 * float(torch.logdet(self.A))
+        law = Gaussian(self.mu, _symmetrise(torch.linalg.inv(self.A)))
+        return Stationary(law, energy_inf=energy_inf, provenance="exp(-V)/Z = N(mu, A^-1) (closed form)")
+
     def V(self, x: Tensor) -> Tensor:
         r""":math:`V(x)=\tfrac12(x-\mu)^\top A(x-\mu)` for ``x`` (n, d) -> (n,)."""
         diff = x - self.mu.to(x)
@@ -393,7 +401,7 @@ def make_ou(d: int) -> Problem:
         initial=Gaussian(m0, cov0),
         times=TIMES,
         dt=DT,
-        references={"pde": pde, "jko": OUJKOIterates(flow, m0, var0)},
+        references={"pde": pde, "jko": OUJKOIterates(flow, m0, var0), "stationary": well.stationary()},
         primary_metric="bures_w2",
         box=box,
         initial_family=InitialFamily(
@@ -439,7 +447,7 @@ def make_ou_rotated_2d() -> Problem:
         initial=Gaussian(m0, cov0),
         times=TIMES,
         dt=DT,
-        references={"pde": pde},
+        references={"pde": pde, "stationary": well.stationary()},
         primary_metric="bures_w2",
         box=gaussian_box(zip(*flow.moments(_box_times(TIMES), m0, cov0), strict=True)),
         initial_family=InitialFamily(
@@ -482,7 +490,7 @@ def make_mixture_2d() -> Problem:
         initial=initial,
         times=TIMES,
         dt=DT,
-        references={"pde": flow.mixture_path(initial)},
+        references={"pde": flow.mixture_path(initial), "stationary": well.stationary()},
         primary_metric="w2",
         box=gaussian_box(moments),
         initial_family=InitialFamily(
@@ -611,6 +619,14 @@ def box_reference(g: float = BOX_G, t0: float = BOX_T0) -> DistributionPath:
     )
 
 
+def box_stationary(g: float = BOX_G) -> Stationary:
+    r"""The stationary law of ``box-1d``, :math:`\rho_\infty = g e^{gx}/(e^g-1)` on :math:`[0,1]`:
+    the :class:`BoxProfile` at an absolute time where its transient :math:`e^{-\alpha s}` has
+    underflowed to 0 (s = 10³, α > 10), so sampling, density and energy are the closed form's."""
+    law = BoxProfile(1e3, g)
+    return Stationary(law, energy_inf=law.free_energy(), provenance="g e^{gx} / (e^g - 1) on [0, 1]")
+
+
 def linear_potential(g: float) -> Potential:
     r""":math:`V(x) = -g x_1` with :math:`\nabla V = (-g)`; follows the device and dtype of ``x`` (n, 1)."""
     return Potential(lambda x: -g * x[:, 0], grad=lambda x: torch.full_like(x, -g))
@@ -630,7 +646,7 @@ def make_box_1d() -> Problem:
         initial=reference.at(0.0),
         times=BOX_TIMES,
         dt=BOX_DT,
-        references={"pde": reference},
+        references={"pde": reference, "stationary": box_stationary()},
         primary_metric="w2",
         box=Box((0.0,), (1.0,)),
         version=1,

@@ -43,6 +43,7 @@ class ReferenceSampler(Solver):
     """
 
     name = "reference"
+    role = "calibration"
     Config = ReferenceSamplerConfig
     citation = r"""@misc{wgfbench_reference,
   title  = {wgfbench calibration row: exact samples of the reference solution},

@@ -46,6 +46,7 @@ class Config(wgfbench.SolverConfig):
 
 class ExactSampler(wgfbench.Solver):
     name = "toy-exact"
+    role = "calibration"  # reads the exact reference, so it is handed the problem, not its view
     Config = Config
     presets: ClassVar = {"smoke": {"n_particles": 300}}
 

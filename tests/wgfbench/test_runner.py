@@ -79,6 +79,7 @@ class ExactSampler(wgfbench.Solver):
     """Draws the reference law at each snapshot time: a perfect solver."""
 
     name = "toy-exact"
+    role = "calibration"  # reads problem.reference, so it gets the problem, not its view
     Config = ToyConfig
 
     def solve(self, problem, ctx):
@@ -225,7 +226,7 @@ def tiny_tier(monkeypatch):
 
 
 def run(host, tmp_path, solvers, problems, name="run", **kwargs):
-    run_kwargs = {k: kwargs.pop(k) for k in ("resume", "retry_failed") if k in kwargs}
+    run_kwargs = {k: kwargs.pop(k) for k in ("resume", "retry_failed", "salt") if k in kwargs}
     kwargs.setdefault("tier", "tiny")
     plan = runner.make_plan(solvers, problems, host=host, **kwargs)
     return plan, runner.run_plan(plan, tmp_path / name, host=host, progress=False, **run_kwargs)
@@ -330,7 +331,11 @@ def test_seeds_and_keys_derive_from_names_and_are_stable(host):
 
 def test_runs_are_reproducible_and_langevin_matches_the_ou_moments(host, tmp_path):
     _, first = run(host, tmp_path, ["toy-langevin"], ["toy/ou-1d"], name="a", base_seed=3, tier="smoke")
-    _, second = run(host, tmp_path, ["toy-langevin"], ["toy/ou-1d"], name="b", base_seed=3, tier="smoke")
+    salt = store.read_manifest(first.run_dir)["scoring"]["salt"]
+    _, second = run(
+        host, tmp_path, ["toy-langevin"], ["toy/ou-1d"], name="b", base_seed=3, tier="smoke", salt=salt
+    )
+    assert store.read_manifest(second.run_dir)["scoring"]["reproduced"] is True
     assert first.n_ok == second.n_ok == 1
     key = first.records[0]["case_key"]
     a = np.load(store.final_snapshot_path(first.run_dir, key), allow_pickle=False)
@@ -509,3 +514,26 @@ def test_final_snapshot_is_resampled_to_n_eval_without_pickle(host, tmp_path):
     # 100 of the 700 exact draws of N(2e^{-1}, (0.25e^{-2} + 1 − e^{-2}) I): 5-sigma band on the mean.
     sd = math.sqrt(S0**2 * math.exp(-2) + 1 - math.exp(-2))
     assert np.abs(x.mean(0) - M0 * math.exp(-1)).max() < 5 * sd / 10
+
+
+def test_each_run_draws_a_secret_salt_revealed_in_the_manifest_when_it_stops(host, tmp_path):
+    seen = []
+
+    class PeekingManifest(ExactSampler):
+        name = "toy-peek"
+
+        def solve(self, problem, ctx):
+            manifest = json.loads((ctx.artifacts.parent.parent / store.MANIFEST).read_text())
+            seen.append(manifest["scoring"])
+            return super().solve(problem, ctx)
+
+    peek_host = wgfbench.Host(entry_points=False, plugins=[toy_plugin(solvers=(*SOLVERS, PeekingManifest))])
+    _, a = run(peek_host, tmp_path, ["toy-peek"], ["toy/ou-1d"], name="a")
+    _, b = run(peek_host, tmp_path, ["toy-peek"], ["toy/ou-1d"], name="b")
+    scoring = store.read_manifest(a.run_dir)["scoring"]
+    # while the solver ran the manifest held the salt's digest, not the salt
+    assert seen[0]["salt"] is None and seen[0]["salt_sha256"] == scoring["salt_sha256"]
+    assert len(scoring["salt"]) == 32 and scoring["salt"] != store.read_manifest(b.run_dir)["scoring"]["salt"]
+    assert set(a.cases()["score_salt_sha256"]) == {scoring["salt_sha256"]}
+    # two runs of the same plan draw different reference samples
+    assert not a.results()["value"].equals(b.results()["value"])

@@ -204,6 +204,7 @@ class ExactOU(Solver):
     the context's generator)."""
 
     name = "toy-exact-ou"
+    role = "calibration"  # reads the exact reference, so it is handed the problem, not its view
     citation = "@misc{toy, title={toy}}"
     Config = ToyConfig
     presets: ClassVar = {"smoke": {"n_particles": 100}}

@@ -8,11 +8,22 @@ seed)`` present in several runs is taken from the newest run, and the leaderboar
 
 Ranking statistic per problem (lower is better)::
 
-    score(solver) = median over ok seeds s of rel_error_s(t_final),
-    rel_error(t) = D(ρ_solver(t), ρ_ref(t)) / D(ρ_0, ρ_ref(t)),
+    score(solver) = median over ok seeds s of trajectory_error_s,
+    trajectory_error = (1/K) Σ_{k=1..K} rel_error(t_k)      over the K snapshot times t_k > 0,
+    rel_error(t) = D(ρ_solver(t), ρ_ref(t)) / D(ρ_0, ρ_ref(t)) (+ mass penalty for grids),
 
 where D is the problem's primary metric (W2, Bures–W2, radial W2, sliced W2 or the energy gap), so
-``rel_error`` is the share of the motion ρ_0 → ρ_ref(t) the solver got wrong.
+``rel_error`` is the share of the motion ρ_0 → ρ_ref(t) the solver got wrong and every snapshot
+counts equally: an output that jumps to ρ∞ pays for the transient it skipped. Problems whose
+reference is stationary-only rank the end state alone and are marked so. The final-time
+``rel_error`` is its own column.
+
+Rows have a role (``cases.parquet``): ``solver``, ``baseline`` (``frozen``, ``equilibrium``: the floor
+of usefulness) or ``calibration`` (``reference``: exact samples). All rows are ranked together so
+that a solver below a trivial baseline shows it, and each solver row says which baselines it fails
+to beat; the summary covers solver rows only. A case flagged ``flag_suspect`` (a score far below
+its own noise floor) is not ranked; a case flagged ``flag_mass`` (lost, invented or negative mass
+beyond the tolerance; the penalty is already in its score) is marked.
 
 The cross-problem summary is a performance profile in the sense of Dolan & Moré (2002), "Benchmarking
 optimization software with performance profiles", Math. Program. 91, eq. (1), evaluated at τ = 2:
@@ -58,6 +69,7 @@ STATISTICS: tuple[str, ...] = ("median", "min", "max", "iqr")
 
 # quantity -> metric whose unit it carries
 QUANTITIES: dict[str, str] = {
+    "trajectory_error": "trajectory_error",
     "rel_error_final": "rel_error",
     "rel_error_mean": "rel_error",
     "w2_excess_final": "w2",
@@ -75,6 +87,7 @@ _FALLBACK_UNITS: dict[str, tuple[str, str]] = {
         "primary metric at t divided by the same metric between ρ0 and the reference at t "
         "(share of the motion the solver got wrong)",
     ),
+    "trajectory_error": ("1", "mean of rel_error over the snapshot times t > 0, equal weights"),
     "w2": ("W2", "W2 distance (not squared) between solver output and reference samples"),
     "w2_floor": ("W2", "W2 (not squared) between two independent reference draws of the same size"),
     "energy_error": ("energy", "energy of the solver output minus the reference energy"),
@@ -204,16 +217,19 @@ def _at_time(snap: pd.DataFrame, metric: str, t: float) -> pd.Series:
 
 
 def _problem_table(
-    cases_p: pd.DataFrame, snap_p: pd.DataFrame, per_case_p: pd.DataFrame
+    cases_p: pd.DataFrame, snap_p: pd.DataFrame, per_case_p: pd.DataFrame, case_rows_p: pd.DataFrame
 ) -> tuple[pd.DataFrame, float]:
     """Ranked table of one problem and its final snapshot time.
 
-    For each solver, with s running over its ok seeds:
-    ``rel_error_final`` = rel_error_s(t_final); ``rel_error_mean`` = mean over snapshot times t > 0
-    of rel_error_s(t); ``w2_excess_final`` = W2_s(t_final) − W2floor_s(t_final) (W2, not squared);
-    ``w2_floor_final``, ``energy_error_final``, ``energy_gap_final`` at t_final; wall times per case.
-    Each is summarised over seeds by median, min, max and IQR. Rank: ascending median
-    ``rel_error_final`` (ties share the lower rank); solvers without it are unranked (rank <NA>).
+    For each solver, with s running over its ok seeds: ``trajectory_error`` (the scorer's per-case
+    ranking score, module docstring); ``rel_error_final`` = rel_error_s(t_final);
+    ``rel_error_mean`` = mean over snapshot times t > 0 of rel_error_s(t); ``w2_excess_final`` =
+    W2_s(t_final) − W2floor_s(t_final) (W2, not squared); ``w2_floor_final``,
+    ``energy_error_final``, ``energy_gap_final`` at t_final; wall times per case. Each is summarised
+    over seeds by median, min, max and IQR. Also ``role``, ``suspect_seeds`` and ``mass_flag_seeds``
+    (seeds flagged), ``floor_ratio_median``, ``end_state_only`` and ``fails_to_beat``. Rank:
+    ascending median ``trajectory_error`` (ties share the lower rank); rows without it, or with a
+    suspect seed, are unranked (rank <NA>).
     """
     rel = snap_p[(snap_p["metric"] == "rel_error") & (snap_p["t"] > 0)]
     if len(rel):
@@ -224,6 +240,8 @@ def _problem_table(
         t_final = math.nan
 
     per_seed = pd.DataFrame(index=pd.MultiIndex.from_frame(cases_p[["solver", "seed"]].drop_duplicates()))
+    per_case_rows = case_rows_p.groupby(["solver", "seed", "metric"])["value"].median().unstack("metric")
+    per_case_rows = per_case_rows.reindex(columns=list(CASE_FLAGS))
     if not math.isnan(t_final):
         per_seed["rel_error_final"] = _at_time(snap_p, "rel_error", t_final)
         per_seed["rel_error_mean"] = rel.groupby(["solver", "seed"])["value"].mean()
@@ -233,9 +251,15 @@ def _problem_table(
         per_seed["w2_floor_final"] = floor
         per_seed["energy_error_final"] = _at_time(snap_p, "energy_error", t_final)
         per_seed["energy_gap_final"] = _at_time(snap_p, "energy_gap", t_final)
+    per_seed["trajectory_error"] = per_case_rows["trajectory_error"]
+    if per_seed["trajectory_error"].isna().all():  # runs scored before trajectory_error existed
+        per_seed["trajectory_error"] = (
+            per_seed["rel_error_mean"] if "rel_error_mean" in per_seed else math.nan
+        )
     for column in ("solve_seconds", "prepare_seconds"):
         if column in per_case_p:
             per_seed[column] = per_case_p[column]
+    flags = per_case_rows.reindex(per_seed.index)
     per_seed = per_seed.reindex(columns=list(QUANTITIES))
 
     ok = cases_p["status"] == "ok"
@@ -243,18 +267,26 @@ def _problem_table(
     for solver, group in cases_p.groupby("solver", sort=True):
         row: dict[str, Any] = {
             "solver": solver,
+            "role": _role(solver, group),
             "seeds_ok": int((group["status"] == "ok").sum()),
             "seeds_total": len(group),
         }
         ok_seeds = cases_p.loc[ok & (cases_p["solver"] == solver), "seed"]
-        mine = per_seed.loc[[(solver, s) for s in ok_seeds]] if len(ok_seeds) else per_seed.iloc[0:0]
+        index = [(solver, s) for s in ok_seeds]
+        mine = per_seed.loc[index] if len(ok_seeds) else per_seed.iloc[0:0]
         for quantity in QUANTITIES:
             for stat, value in _spread(mine[quantity]).items():
                 row[f"{quantity}_{stat}"] = value
+        mine_flags = flags.loc[index] if len(ok_seeds) else flags.iloc[0:0]
+        row["suspect_seeds"] = int((mine_flags["flag_suspect"] > 0).sum())
+        row["mass_flag_seeds"] = int((mine_flags["flag_mass"] > 0).sum())
+        row["floor_ratio_median"] = _spread(mine_flags["floor_ratio"])["median"]
+        row["end_state_only"] = bool((mine_flags["end_state_only"] > 0).any())
         rows.append(row)
     table = pd.DataFrame(rows)
-    score = table["rel_error_final_median"]
+    score = table["trajectory_error_median"].where(table["suspect_seeds"] == 0)
     table.insert(0, "rank", score.rank(method="min").astype("Int64"))
+    table["fails_to_beat"] = _fails_to_beat(table)
     table["_unranked"] = table["rank"].isna()
     table = (
         table.sort_values(["_unranked", "rank", "solver"]).drop(columns="_unranked").reset_index(drop=True)
@@ -262,23 +294,68 @@ def _problem_table(
     return table, t_final
 
 
+CASE_FLAGS: tuple[str, ...] = (
+    "trajectory_error",
+    "end_state_only",
+    "floor_ratio",
+    "flag_suspect",
+    "flag_mass",
+)
+"""Per-case rows (t = NaN) of the scorer that the tables read besides the snapshot metrics."""
+
+_DEFAULT_ROLES = {"reference": "calibration", "frozen": "baseline", "equilibrium": "baseline"}
+
+
+def _role(solver: str, cases: pd.DataFrame) -> str:
+    """The row's role from ``cases.parquet`` (runs older than the column: by the built-in names)."""
+    if "role" in cases:
+        roles = cases["role"].dropna().astype(str)
+        if len(roles):
+            return str(roles.iloc[-1])
+    return _DEFAULT_ROLES.get(solver, "solver")
+
+
+def _fails_to_beat(table: pd.DataFrame) -> list[str]:
+    """Per row: the baselines whose median ``trajectory_error`` is at or below the row's ("" when it
+    beats them all, or is a baseline or the calibration row itself)."""
+    baselines = table[table["role"] == "baseline"]
+    out = []
+    for _, row in table.iterrows():
+        score = row["trajectory_error_median"]
+        if row["role"] != "solver":
+            out.append("")
+            continue
+        if pd.isna(score):
+            out.append(", ".join(baselines["solver"]))
+            continue
+        beaten_by = baselines[baselines["trajectory_error_median"] <= score]["solver"]
+        out.append(", ".join(beaten_by))
+    return out
+
+
 def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per solver: problems run and ranked, first places, mean rank, median of the per-problem
-    scores, and the performance profile ρ_s(τ=2) of Dolan & Moré (2002), eq. (1), over the
-    problems the solver was run on (a problem without a score counts as not within)."""
+    """Per solver (rows of role ``solver`` only): problems run and ranked, first places among
+    solvers, mean rank, median of the per-problem scores, the performance profile ρ_s(τ=2) of
+    Dolan & Moré (2002), eq. (1), over the problems the solver was run on (a problem without a
+    score counts as not within; the best is taken over solvers), and the problems on which it
+    fails to beat a trivial baseline."""
     records = []
     for problem, table in per_problem.items():
-        best = table["rel_error_final_median"].min(skipna=True)
-        for _, row in table.iterrows():
-            score = row["rel_error_final_median"]
+        solvers = table[table["role"] == "solver"]
+        best = solvers["trajectory_error_median"].where(solvers["rank"].notna()).min(skipna=True)
+        first = solvers["rank"].min(skipna=True)
+        for _, row in solvers.iterrows():
+            score = row["trajectory_error_median"] if pd.notna(row["rank"]) else math.nan
             within = bool(pd.notna(score) and pd.notna(best) and score <= PROFILE_FACTOR * best)
             records.append(
                 {
                     "problem": problem,
                     "solver": row["solver"],
                     "rank": row["rank"],
+                    "first": bool(pd.notna(row["rank"]) and row["rank"] == first),
                     "score": score,
                     "within": within,
+                    "below_baseline": problem if row["fails_to_beat"] else "",
                 }
             )
     columns = [
@@ -287,8 +364,9 @@ def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "problems_ranked",
         "first_places",
         "mean_rank",
-        "median_rel_error",
+        "median_trajectory_error",
         "within_2x_best",
+        "below_a_baseline",
     ]
     if not records:
         return pd.DataFrame(columns=columns)
@@ -297,15 +375,17 @@ def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
     summary = long.groupby("solver").agg(
         problems=("problem", "nunique"),
         problems_ranked=("rank", "count"),
-        first_places=("rank", lambda r: int((r == 1).sum())),
+        first_places=("first", "sum"),
         mean_rank=("rank", "mean"),
-        median_rel_error=("score", "median"),
+        median_trajectory_error=("score", "median"),
         within_2x_best=("within", "mean"),
+        below_a_baseline=("below_baseline", lambda p: ", ".join(sorted(x for x in p if isinstance(x, str)))),
     )
     summary = summary.reset_index()
+    summary["first_places"] = summary["first_places"].astype(int)
     summary["_unranked"] = summary["mean_rank"].isna()
     summary = summary.sort_values(
-        ["_unranked", "mean_rank", "within_2x_best", "median_rel_error", "solver"],
+        ["_unranked", "mean_rank", "within_2x_best", "median_trajectory_error", "solver"],
         ascending=[True, True, False, True, True],
     )
     return summary.drop(columns="_unranked").reset_index(drop=True)[columns]
@@ -334,8 +414,8 @@ def _fmt_spread(row: pd.Series, quantity: str) -> str:
 
 # display header -> (quantity, with spread)
 _DISPLAY_COLUMNS: dict[str, tuple[str, bool]] = {
+    "trajectory error, median [min–max]": ("trajectory_error", True),
     "rel_error final, median [min–max]": ("rel_error_final", True),
-    "rel_error mean over t>0, median [min–max]": ("rel_error_mean", True),
     "W2 − floor final, median [min–max]": ("w2_excess_final", True),
     "W2 floor final": ("w2_floor_final", False),
     "energy error final, median [min–max]": ("energy_error_final", True),
@@ -351,20 +431,43 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "rank": [_fmt(r) for r in table["rank"]],
-            "solver": table["solver"].astype(str),
+            "solver": [_label(row) for _, row in table.iterrows()],
             "seeds ok/total": [
                 f"{o}/{n}" for o, n in zip(table["seeds_ok"], table["seeds_total"], strict=True)
             ],
         }
     )
     for header, (quantity, spread) in _DISPLAY_COLUMNS.items():
-        if table[f"{quantity}_median"].isna().all() and quantity != "rel_error_final":
+        if table[f"{quantity}_median"].isna().all() and quantity not in (
+            "trajectory_error",
+            "rel_error_final",
+        ):
             continue
         if spread:
             out[header] = [_fmt_spread(row, quantity) for _, row in table.iterrows()]
         else:
             out[header] = [_fmt(v) for v in table[f"{quantity}_median"]]
+    out["flags"] = [_flags(row) for _, row in table.iterrows()]
     return out
+
+
+def _label(row: pd.Series) -> str:
+    return str(row["solver"]) if row["role"] == "solver" else f"{row['solver']} ({row['role']})"
+
+
+def _flags(row: pd.Series) -> str:
+    """What a reader must know about a row: suspect scores, mass violations, baselines not beaten."""
+    parts = []
+    if row["suspect_seeds"]:
+        parts.append(
+            f"SUSPECT {row['suspect_seeds']}/{row['seeds_ok']}: below its noise floor "
+            f"(W/floor {_fmt(row['floor_ratio_median'])}), not ranked"
+        )
+    if row["mass_flag_seeds"]:
+        parts.append(f"mass violated {row['mass_flag_seeds']}/{row['seeds_ok']}")
+    if row["fails_to_beat"]:
+        parts.append(f"does not beat {row['fails_to_beat']}")
+    return "; ".join(parts)
 
 
 def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
@@ -376,8 +479,9 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
             ],
             "first places": summary["first_places"].astype(str),
             "mean rank": [_fmt(v) for v in summary["mean_rank"]],
-            "median rel_error": [_fmt(v) for v in summary["median_rel_error"]],
+            "median trajectory error": [_fmt(v) for v in summary["median_trajectory_error"]],
             f"share within {PROFILE_FACTOR:g}× best": [f"{v:.0%}" for v in summary["within_2x_best"]],
+            "does not beat a trivial baseline on": [v or "—" for v in summary["below_a_baseline"]],
         }
     )
 
@@ -471,6 +575,9 @@ class Leaderboard:
         t_final = self.final_times.get(problem, math.nan)
         if not math.isnan(t_final):
             parts.append(f"final t = {t_final:g}")
+        table = self.per_problem.get(problem)
+        if table is not None and "end_state_only" in table and table["end_state_only"].any():
+            parts.append("stationary reference only: ranks the end state alone")
         return f"{problem} ({', '.join(parts)})" if parts else problem
 
     def tidy(self) -> pd.DataFrame:
@@ -481,7 +588,7 @@ class Leaderboard:
         for problem, table in self.per_problem.items():
             value_columns = [f"{q}_{s}" for q in QUANTITIES for s in STATISTICS]
             long = table.melt(
-                id_vars=["rank", "solver", "seeds_ok", "seeds_total"],
+                id_vars=["rank", "solver", "role", "seeds_ok", "seeds_total"],
                 value_vars=value_columns,
                 var_name="column",
                 value_name="value",
@@ -494,7 +601,8 @@ class Leaderboard:
             long.insert(2, "t_final", self.final_times.get(problem, math.nan))
             long.insert(0, "tier", self.tier)
             frames.append(long.drop(columns="column"))
-        order = ["tier", "problem", "problem_version", "t_final", "solver", "rank", "seeds_ok", "seeds_total"]
+        order = ["tier", "problem", "problem_version", "t_final", "solver", "role", "rank", "seeds_ok"]
+        order += ["seeds_total"]
         order += ["quantity", "statistic", "value", "unit"]
         if not frames:
             return pd.DataFrame()
@@ -509,8 +617,16 @@ class Leaderboard:
                 shown = ", ".join(f"{k} {v}" for k, v in sorted(run.versions.items()))
                 lines.append(f"  - versions: {shown}")
         lines.append(
-            "- Ranked by the median over seeds of `rel_error` at the final snapshot (lower is better); "
-            "spreads are [min–max] over seeds; W2 is a distance (not squared)."
+            "- Ranked by the median over seeds of `trajectory_error`, the mean of `rel_error` over "
+            "every snapshot t > 0 with equal weights (lower is better); the final-time `rel_error` is "
+            "its own column; spreads are [min–max] over seeds; W2 is a distance (not squared)."
+        )
+        lines.append(
+            "- `frozen` (ρ0 forever) and `equilibrium` (ρ∞ for t > 0) are the trivial baselines, "
+            "`reference` (exact samples) the calibration row; they see the problem's references and "
+            "are ranked beside the solvers but never counted as solvers. 'does not beat' names the "
+            "baselines a solver fails to beat; SUSPECT rows scored far below their noise floor and are "
+            "not ranked; grid outputs pay |mass − 1| + negative mass in `rel_error`."
         )
         lines.append(
             f"- Summary: 'share within {PROFILE_FACTOR:g}× best' is the performance profile "
@@ -773,6 +889,7 @@ def build_leaderboard(run_dirs: Sequence[Path | str], out_dir: Path | str | None
     results["t"] = pd.to_numeric(results["t"], errors="coerce")
     snap = results[results["t"].notna()].copy()
     snap["t_key"] = _t_key(snap["t"])
+    case_rows = results[results["t"].isna() & results["metric"].isin(CASE_FLAGS)]
 
     # Per-case wall times: cases.parquet first, per-case result rows (t = NaN) where it lacks them.
     per_case = cases.loc[cases["status"] == "ok"].set_index(["problem", "solver", "seed"])
@@ -794,7 +911,9 @@ def build_leaderboard(run_dirs: Sequence[Path | str], out_dir: Path | str | None
             if problem in per_case.index.get_level_values("problem")
             else pd.DataFrame(columns=per_case.columns)
         )
-        per_problem[problem], final_times[problem] = _problem_table(cases_p, snap_p, per_case_p)
+        per_problem[problem], final_times[problem] = _problem_table(
+            cases_p, snap_p, per_case_p, case_rows[case_rows["problem"] == problem]
+        )
 
     board = Leaderboard(
         tier=tier,

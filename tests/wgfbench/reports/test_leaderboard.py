@@ -89,6 +89,12 @@ def _case_rows(run_id: str, tier: str, problem: str, solver: str, seed: int, fin
             }
         )
 
+    add(math.nan, "trajectory_error", 0.75 * final)  # the scorer's mean of rel_error over t > 0
+    if solver == "cheat":
+        add(math.nan, "floor_ratio", 1e-9)
+        add(math.nan, "flag_suspect", 1.0)
+    if solver == "leaky":
+        add(math.nan, "flag_mass", 1.0)
     for t in TIMES:
         rel = final * t / TIMES[-1]
         if t > 0:
@@ -166,8 +172,11 @@ def test_ranking_spreads_and_summary(runs: tuple[Path, Path]) -> None:
     assert t1.loc["beta", "rel_error_final_iqr"] == pytest.approx(0.01)
     assert t1.loc["gamma", "rel_error_final_median"] == pytest.approx(0.225)
     assert t1.loc["delta", "rel_error_final_max"] == pytest.approx(0.50)
-    # mean over t ∈ {0.5, 1} of rel_error = 0.75 × final; monotone, so medians scale too
+    # mean over t ∈ {0.5, 1} of rel_error = 0.75 × final; monotone, so medians scale too; it is
+    # also the scorer's trajectory_error, the ranking score
     assert t1.loc["beta", "rel_error_mean_median"] == pytest.approx(0.75 * 0.06)
+    assert t1.loc["beta", "trajectory_error_median"] == pytest.approx(0.75 * 0.06)
+    assert set(t1["role"]) == {"solver"} and not t1["fails_to_beat"].any()
     # W2 − floor = 0.5 × rel_error at t_final; floor of seeds 0, 1, 2 = 0.040, 0.041, 0.042
     assert t1.loc["beta", "w2_excess_final_median"] == pytest.approx(0.03)
     assert t1.loc["beta", "w2_excess_final_max"] == pytest.approx(0.035)
@@ -195,7 +204,7 @@ def test_ranking_spreads_and_summary(runs: tuple[Path, Path]) -> None:
     assert s.loc["alpha", "mean_rank"] == pytest.approx(2.5)
     assert s.loc["delta", "within_2x_best"] == pytest.approx(1.0)
     assert s.loc["gamma", "within_2x_best"] == pytest.approx(0.5)
-    assert s.loc["alpha", "median_rel_error"] == pytest.approx((0.11 + 0.30) / 2)
+    assert s.loc["alpha", "median_trajectory_error"] == pytest.approx(0.75 * (0.11 + 0.30) / 2)
     assert (s.loc["beta", "first_places"], s.loc["gamma", "first_places"]) == (1, 1)
     assert s.loc["doomed", "problems"] == 2 and s.loc["doomed", "problems_ranked"] == 0
     assert s.loc["doomed", "within_2x_best"] == 0.0
@@ -292,3 +301,45 @@ def test_files_written(runs: tuple[Path, Path], tmp_path: Path) -> None:
 def test_slugify() -> None:
     assert slugify("porous-medium/barenblatt-2d-m2") == "porous-medium-barenblatt-2d-m2"
     assert slugify("Aggregation/Newton 2D (c=1)") == "aggregation-newton-2d-c-1"
+
+
+def test_baselines_suspects_and_mass_flags(tmp_path: Path) -> None:
+    plan = {
+        P1: {
+            "reference": [0.04, 0.05, 0.06],
+            "frozen": [1.0, 1.0, 1.0],
+            "equilibrium": [0.3, 0.3, 0.3],
+            "good": [0.1, 0.1, 0.1],
+            "lazy": [0.5, 0.5, 0.5],  # worse than equilibrium
+            "cheat": [1e-9, 1e-9, 1e-9],  # copied the scoring draw: flagged by the scorer
+            "leaky": [0.2, 0.2, 0.2],  # mass violated
+        }
+    }
+    board = build_leaderboard([write_run(tmp_path, "run-f", "quick", "2025-01-01T00:00:00+00:00", plan)])
+    table = board.per_problem[P1].set_index("solver")
+    roles = table["role"].to_dict()
+    assert roles["reference"] == "calibration" and roles["frozen"] == roles["equilibrium"] == "baseline"
+    assert roles["good"] == "solver"
+    # the suspect row is not ranked, whatever its score; everything else is ranked together
+    assert pd.isna(table.loc["cheat", "rank"]) and table.loc["cheat", "suspect_seeds"] == 3
+    assert list(board.per_problem[P1]["solver"])[:6] == [
+        "reference",
+        "good",
+        "leaky",
+        "equilibrium",
+        "lazy",
+        "frozen",
+    ]
+    assert table.loc["lazy", "fails_to_beat"] == "equilibrium"
+    assert table.loc["good", "fails_to_beat"] == "" and table.loc["frozen", "fails_to_beat"] == ""
+    assert table.loc["leaky", "mass_flag_seeds"] == 3
+    shown = display_table(board.per_problem[P1]).set_index("solver")
+    assert "does not beat equilibrium" in shown.loc["lazy", "flags"]
+    assert shown.loc["cheat", "flags"].startswith("SUSPECT 3/3")
+    assert "mass violated 3/3" in shown.loc["leaky", "flags"]
+    assert "frozen (baseline)" in shown.index and "reference (calibration)" in shown.index
+    # the summary covers solvers only and names where a solver fails to beat a baseline
+    s = board.summary.set_index("solver")
+    assert set(s.index) == {"good", "lazy", "cheat", "leaky"}
+    assert s.loc["good", "first_places"] == 1 and s.loc["lazy", "below_a_baseline"] == P1
+    assert s.loc["cheat", "problems_ranked"] == 0
