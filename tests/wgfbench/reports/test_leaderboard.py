@@ -322,24 +322,18 @@ def test_baselines_suspects_and_mass_flags(tmp_path: Path) -> None:
     assert roles["good"] == "solver"
     # the suspect row is not ranked, whatever its score; everything else is ranked together
     assert pd.isna(table.loc["cheat", "rank"]) and table.loc["cheat", "suspect_seeds"] == 3
-    assert list(board.per_problem[P1]["solver"])[:6] == [
-        "reference",
-        "good",
-        "leaky",
-        "equilibrium",
-        "lazy",
-        "frozen",
-    ]
+    assert pd.isna(table.loc["leaky", "rank"]) and table.loc["leaky", "mass_flag_seeds"] == 3
+    assert list(board.per_problem[P1]["solver"])[:5] == ["reference", "good", "equilibrium", "lazy", "frozen"]
     assert table.loc["lazy", "fails_to_beat"] == "equilibrium"
     assert table.loc["good", "fails_to_beat"] == "" and table.loc["frozen", "fails_to_beat"] == ""
     assert table.loc["leaky", "mass_flag_seeds"] == 3
     shown = display_table(board.per_problem[P1]).set_index("solver")
     assert "does not beat equilibrium" in shown.loc["lazy", "flags"]
     assert shown.loc["cheat", "flags"].startswith("SUSPECT 3/3")
-    assert "mass violated 3/3" in shown.loc["leaky", "flags"]
+    assert "mass violated 3/3, not ranked" in shown.loc["leaky", "flags"]
     assert "frozen (baseline)" in shown.index and "reference (calibration)" in shown.index
     # the summary covers solvers only and names where a solver fails to beat a baseline
     s = board.summary.set_index("solver")
     assert set(s.index) == {"good", "lazy", "cheat", "leaky"}
     assert s.loc["good", "first_places"] == 1 and s.loc["lazy", "below_a_baseline"] == P1
-    assert s.loc["cheat", "problems_ranked"] == 0
+    assert s.loc["cheat", "problems_ranked"] == 0 and s.loc["leaky", "problems_ranked"] == 0
