@@ -48,11 +48,17 @@ def test_problem_contract(name):
     for t in problem.times:
         jko_step_count(t, problem.dt)
     assert "jko" not in problem.references
+    # every KW problem knows its limit ρ∞ = π (a Stationary with E∞ = −log Z)
+    assert problem.references["stationary"].kind == "stationary"
+    assert problem.stationary is problem.references["stationary"]
+    assert problem.stationary.energy_inf is not None
     if name == ELLIPTIC:
-        assert problem.primary_metric == "w2" and problem.reference.kind == "stationary"
-        assert problem.final_time == 20.0
+        # version 2: scored against the flow (a stored EKS run), not against π
+        assert problem.primary_metric == "w2" and problem.reference.kind == "numerical"
+        assert problem.version == 2 and problem.final_time == 20.0
     else:
         assert problem.primary_metric == "bures_w2" and problem.reference.kind == "exact"
+        assert problem.version == 1
 
 
 @pytest.mark.parametrize("name", LINEAR_NAMES)
@@ -150,6 +156,27 @@ def test_linear_10d_free_energy_matches_monte_carlo():
     assert all(b < a for a, b in itertools.pairwise(energies))
 
 
+@pytest.mark.parametrize("name", LINEAR_NAMES)
+def test_linear_stationary_reference_is_the_gaussian_posterior(name):
+    """references["stationary"] = N(m*, B⁻¹) (B, m* recovered from the potential alone), the limit of
+    the exact flow, with E∞ = −log Z = E(π) = lim E(ρ(t))."""
+    problem = wgfbench.get_problem(name)
+    B, m_star = quadratic_of(problem)
+    stationary = problem.references["stationary"]
+    assert rel(stationary.mean(0.0), m_star) < 1e-10
+    assert rel(stationary.cov(0.0), np.linalg.inv(B)) < 1e-10
+    assert rel(stationary.mean(0.0), problem.reference.mean(800.0)) < 1e-12
+    assert rel(stationary.cov(0.0), problem.reference.cov(800.0)) < 1e-12
+    assert stationary.energy(0.0) == pytest.approx(problem.reference.energy(800.0), abs=1e-10)
+    # −log Z by quadrature of e^{−Φ} (2-D) or in closed form (Gaussian integral)
+    phi_star = float(problem.energy.V(torch.from_numpy(m_star)[None])[0])
+    log_z = -phi_star + 0.5 * problem.dim * math.log(2 * math.pi) - 0.5 * np.linalg.slogdet(B)[1]
+    assert stationary.energy(0.0) == pytest.approx(-log_z, abs=1e-9)
+    x = stationary.sample(0.0, 10, torch.Generator().manual_seed(1))
+    est = problem.energy.on_particles(x, stationary.log_density(0.0, x))
+    assert est.value == pytest.approx(-log_z, abs=1e-9)  # log π + Φ = −log Z pointwise
+
+
 def test_linear_initial_family_members_are_exact():
     problem = wgfbench.get_problem("kalman-wasserstein/linear-10d")
     B, m_star = quadratic_of(problem)
@@ -184,13 +211,13 @@ def test_elliptic_forward_map_and_potential():
         v = u.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(problem.energy.potentials[0].V(v).sum(), v)
     np.testing.assert_allclose(problem.energy.grad_V(u).numpy(), g.numpy(), rtol=1e-10)
-    law = problem.reference.law
+    law = problem.references["stationary"].law
     np.testing.assert_allclose(law.inverse_problem.grad_Phi(law.mode[None]).numpy(), 0.0, atol=1e-5)
 
 
 def test_elliptic_posterior_matches_published_quadrature():
     """PROBLEMS.md: mean (−2.7138, 104.3458), covariance [[0.012911, 0.028823], [0.028823, 0.080779]]."""
-    ref = wgfbench.get_problem(ELLIPTIC).reference
+    ref = wgfbench.get_problem(ELLIPTIC).references["stationary"]
     np.testing.assert_allclose(ref.mean(20.0).numpy(), [-2.7138, 104.3458], rtol=1e-4)
     np.testing.assert_allclose(ref.cov(20.0).numpy(), [[0.012911, 0.028823], [0.028823, 0.080779]], rtol=1e-4)
     assert ref.law.edge_mass < 1e-12
@@ -199,7 +226,7 @@ def test_elliptic_posterior_matches_published_quadrature():
 def test_elliptic_log_density_is_normalised_on_a_wider_independent_grid():
     """∫exp(log π) = 1 on a grid 2× wider than the reference's quadrature box (different nodes),
     the mass outside that box is negligible, and the moments agree."""
-    ref = wgfbench.get_problem(ELLIPTIC).reference
+    ref = wgfbench.get_problem(ELLIPTIC).references["stationary"]
     law = ref.law
     centre, half = (law.low + law.high) / 2, (law.high - law.low) / 2
     low, high = (centre - 2 * half).tolist(), (centre + 2 * half).tolist()
@@ -218,7 +245,7 @@ def test_elliptic_log_density_is_normalised_on_a_wider_independent_grid():
 
 
 def test_elliptic_samples_match_posterior_moments():
-    ref = wgfbench.get_problem(ELLIPTIC).reference
+    ref = wgfbench.get_problem(ELLIPTIC).references["stationary"]
     n = 100_000
     x = ref.sample(20.0, n, torch.Generator().manual_seed(9)).numpy()
     mean, cov = ref.mean(20.0).numpy(), ref.cov(20.0).numpy()
@@ -248,14 +275,15 @@ def test_elliptic_initial_condition():
     np.testing.assert_allclose(torch.var(x, 0).numpy(), [1.0, 400 / 12], rtol=0.02)
     # the flow has far to go: KL(ρ0 ‖ π) = E(ρ0) − E(π) is large
     est = problem.energy.on_particles(x, initial.log_density(x))
-    assert est.value - problem.reference.energy(20.0) > 100
+    assert est.value - problem.references["stationary"].energy(20.0) > 100
 
 
 def test_elliptic_initial_family_shares_the_posterior():
+    """Members keep only the stationary posterior as their reference (no run of their own flows)."""
     problem = wgfbench.get_problem(ELLIPTIC)
     gen = torch.Generator().manual_seed(12)
     initial, reference = problem.initial_family.draw(gen)
-    assert reference is problem.reference
+    assert reference is problem.references["stationary"] and reference.kind == "stationary"
     x = initial.sample(1000, gen)
     assert torch.isfinite(initial.log_density(x)).all()
 
