@@ -321,6 +321,14 @@ def _grouped_skips(skips: Sequence[tuple[str, str, str]]) -> list[tuple[str, str
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out: committed cases are kept.")
 @click.option("--retry-failed", is_flag=True, help="With --resume, rerun the cases that failed.")
+@click.option(
+    "--reproduce-salt",
+    "salt",
+    default=None,
+    metavar="HEX",
+    help="Score with this scoring salt (from an earlier run's manifest.json, scoring.salt) to reproduce "
+    "its numbers exactly. Such a run is marked as reproduced: its salt was not secret.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (status lines are still printed).")
 def run_command(
@@ -336,6 +344,7 @@ def run_command(
     out: Path | None,
     resume: bool,
     retry_failed: bool,
+    salt: str | None,
     dry_run: bool,
     no_progress: bool,
 ) -> None:
@@ -380,6 +389,7 @@ def run_command(
             progress=not no_progress,
             console=console,
             command=["wgfbench", *sys.argv[1:]],
+            salt=salt,
         )
     except KeyboardInterrupt:
         done = len(store.committed_cases(out))
@@ -430,7 +440,19 @@ def _final_metrics(results: pd.DataFrame, metrics: Sequence[str] | None) -> pd.D
     table = final.pivot_table(
         index=["problem", "solver", "seed"], columns="metric", values="value", aggfunc="first"
     )
-    return table[[m for m in present if m in table.columns]].reset_index()
+    table = table[[m for m in present if m in table.columns]]
+    if metrics is None:  # the ranking score and the integrity flags of each case come first
+        per_case = results[results["t"].isna() & results["metric"].isin(CASE_METRICS)]
+        if not per_case.empty:
+            flags = per_case.pivot_table(
+                index=["problem", "solver", "seed"], columns="metric", values="value", aggfunc="first"
+            )
+            table = flags[[m for m in CASE_METRICS if m in flags.columns]].join(table, how="outer")
+    return table.reset_index()
+
+
+CASE_METRICS = ("trajectory_error", "flag_suspect", "flag_mass")
+"""Per-case rows that ``wgfbench show`` puts before the final-time metrics."""
 
 
 def _primary_metrics(problems: Sequence[str]) -> list[str]:
@@ -602,18 +624,32 @@ def show_command(run: Path, metrics: Sequence[str], figure: Path | None) -> None
     default=None,
     help="Write markdown, CSV, HTML and figures here.",
 )
-def leaderboard_command(runs: Sequence[Path], out: Path | None) -> None:
-    """Rank solvers per problem (rel_error at the final time and over time, excess over the floor,
-    energy error, wall time) across one or more runs of the same tier."""
-    from wgfbench.reports.leaderboard import build_leaderboard
+@click.option(
+    "--readme",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Rewrite the generated problem × solver table between the leaderboard-table markers of this "
+    "markdown file (the README's reference-campaign table).",
+)
+def leaderboard_command(runs: Sequence[Path], out: Path | None, readme: Path | None) -> None:
+    """Rank solvers per problem by the trajectory error (rel_error averaged over every snapshot),
+    with the final-time error, excess over the floor, energy error and wall time, across one or
+    more runs of the same tier; trivial baselines and flags included."""
+    from wgfbench.reports.leaderboard import build_leaderboard, replace_readme_table
 
     try:
         board = build_leaderboard(list(runs), out)
+        if readme is not None:
+            readme.write_text(
+                replace_readme_table(readme.read_text("utf-8"), board.to_readme_table()), "utf-8"
+            )
     except WgfbenchError as exc:
         raise click.UsageError(str(exc)) from None
     board.to_console(_console())
     if out is not None:
         _console().print(f"leaderboard written to {out}")
+    if readme is not None:
+        _console().print(f"table rewritten in {readme}")
 
 
 @main.group("reference")
@@ -622,13 +658,15 @@ def reference_group() -> None:
 
 
 def _numerical_references(name: str) -> dict[str, Any]:
-    from wgfbench.numerical import GridPath
+    from wgfbench.numerical import GridPath, ParticlePath
 
     try:
         problem = wgfbench.get_problem(name)
     except WgfbenchError as exc:
         raise click.UsageError(str(exc)) from None
-    found = {role: ref for role, ref in problem.references.items() if isinstance(ref, GridPath)}
+    found = {
+        role: ref for role, ref in problem.references.items() if isinstance(ref, (GridPath, ParticlePath))
+    }
     if not found:
         raise click.UsageError(f"{name} has no numerical reference")
     return found
@@ -646,13 +684,14 @@ def _numerical_references(name: str) -> dict[str, Any]:
 def reference_build_command(problem: str, out: Path | None) -> None:
     """Recompute PROBLEM's numerical reference with its pinned solver settings and store it
     (.npz, no pickle, with provenance); prints the content hash to pin in the problem's code."""
-    from wgfbench.numerical import save_grid_data
+    from wgfbench.numerical import ParticlePath, save_grid_data, save_particle_data
 
     console = _console()
     for role, ref in _numerical_references(problem).items():
         target = out or Path(str(ref.source))
         console.print(f"building the {role!r} reference of {problem} …")
-        digest = save_grid_data(target, ref.build())
+        save = save_particle_data if isinstance(ref, ParticlePath) else save_grid_data
+        digest = save(target, ref.build())
         status = "matches the pinned hash" if digest == ref.sha256 else "differs from the pinned hash"
         console.print(f"wrote {target}\ncontent sha256 {digest} ({status}: {ref.sha256})")
 
@@ -663,7 +702,7 @@ def reference_build_command(problem: str, out: Path | None) -> None:
 def reference_verify_command(problem: str, tolerance: float) -> None:
     """Check the stored data's hash, recompute it, and report the largest difference (exit 1
     when it exceeds --tolerance)."""
-    from wgfbench.numerical import max_difference
+    from wgfbench.numerical import ParticlePath, max_difference, particle_max_difference
 
     console = _console()
     worst = 0.0
@@ -673,9 +712,10 @@ def reference_verify_command(problem: str, tolerance: float) -> None:
         except WgfbenchError as exc:
             raise click.ClickException(str(exc)) from None
         console.print(f"{problem} [{role}]: stored data matches its hash; recomputing …")
-        diff = max_difference(stored, ref.build())
+        difference = particle_max_difference if isinstance(ref, ParticlePath) else max_difference
+        diff = difference(stored, ref.build())
         worst = max(worst, diff)
-        console.print(f"largest |difference| to the stored density: {diff:.3e} (tolerance {tolerance:g})")
+        console.print(f"largest |difference| to the stored data: {diff:.3e} (tolerance {tolerance:g})")
     if not worst <= tolerance:
         sys.exit(1)
 
