@@ -20,10 +20,13 @@ import torch
 from scipy import stats
 from wgfbench_plugins.problems.aggregation import (
     QUADRATIC_2D_INITIAL,
+    PointMass,
     RadialAggregation,
     contracted_mixture,
+    make_ring_2d,
     radial_gaussian_aggregation,
     uniform_ball_aggregation,
+    uniform_ball_energy,
 )
 
 import wgfbench
@@ -523,7 +526,7 @@ def ring_pair_energy(points: np.ndarray, weights: np.ndarray) -> float:
 
 def test_ring_stationary_energy_and_radius():
     problem = wgfbench.get_problem("aggregation/ring-2d")
-    ref = problem.reference
+    ref = problem.references["stationary"]
     assert ref.kind == "stationary" and ref.energy(8.0) == pytest.approx(-1 / 12, rel=1e-14)
     assert torch.equal(ref.radial_centre, torch.zeros(2, dtype=DTYPE))
     x = ref.sample(8.0, 2000, torch.Generator().manual_seed(0))
@@ -571,4 +574,64 @@ def test_ring_particle_flow_reaches_the_circle():
 def test_ring_problem_contract():
     problem = wgfbench.get_problem("aggregation/ring-2d")
     check_problem(problem)
-    assert problem.primary_metric == "energy_gap" and not problem.reference.has_density
+    # scored against the stored fv-jko run (test_numerical_references.py); the circle is kept as
+    # the "stationary" role, and the problem without the numerical reference scores the energy gap
+    assert problem.primary_metric == "w2" and problem.reference.kind == "numerical" and problem.version == 2
+    assert not problem.references["stationary"].has_density
+    bare = make_ring_2d(numerical=False)
+    check_problem(bare)
+    assert bare.primary_metric == "energy_gap" and bare.reference is bare.references["stationary"]
+
+
+# ----------------------------------------------------------------------------------------------
+# ρ∞ as references["stationary"] (no version bump: the scored "pde" references are unchanged)
+
+
+def test_stationary_roles_are_the_limits_of_the_exact_references():
+    gen = torch.Generator().manual_seed(11)
+    # quadratic-2d: the Dirac mass at the conserved mean, E∞ = 0
+    problem = wgfbench.get_problem("aggregation/quadratic-2d")
+    stationary = problem.references["stationary"]
+    assert problem.version == 1 and problem.primary_metric == "w2" and problem.reference.kind == "exact"
+    assert stationary.kind == "stationary" and isinstance(stationary.law, PointMass)
+    x = stationary.sample(0.0, 50, gen)
+    assert x.shape == (50, 2) and torch.allclose(x, problem.reference.mean(30.0).expand(50, 2), atol=1e-14)
+    assert torch.allclose(stationary.mean(0.0), problem.initial.mean(), atol=1e-15)
+    assert float(problem.reference.cov(30.0).abs().max()) < 1e-14 and not stationary.has_density
+    assert stationary.energy(0.0) == 0.0 and abs(problem.reference.energy(30.0)) < 1e-20
+    # newtonian-2d: uniform 1/π on the unit disk, E∞ = 3/8 (the exact radial map at large t)
+    problem = wgfbench.get_problem("aggregation/newtonian-2d")
+    stationary = problem.references["stationary"]
+    assert problem.version == 1 and problem.primary_metric == "radial_w2"
+    assert stationary.energy(0.0) == uniform_ball_energy(2) == 0.375
+    assert problem.reference.energy(40.0) == pytest.approx(0.375, abs=1e-12)
+    x = stationary.sample(0.0, 4000, gen)
+    assert float(x.norm(dim=1).max()) <= 1.0
+    np.testing.assert_allclose(torch.exp(stationary.log_density(0.0, x)).numpy(), 1 / math.pi, rtol=1e-14)
+    np.testing.assert_allclose(
+        problem.reference.log_density(40.0, x).numpy(), stationary.log_density(0.0, x).numpy(), atol=1e-10
+    )
+    est = problem.energy.on_samples(x)
+    assert abs(est.value - 0.375) < 5 * est.stderr
+    # quantile-1d: uniform on [x̄ − 1, x̄ + 1], E∞ = −1/6
+    problem = wgfbench.get_problem("aggregation/quantile-1d")
+    stationary = problem.references["stationary"]
+    assert problem.version == 1 and problem.primary_metric == "w2"
+    assert stationary.energy(0.0) == pytest.approx(-1 / 6, rel=1e-15)
+    assert problem.reference.energy(60.0) == pytest.approx(-1 / 6, rel=1e-12)
+    x = stationary.sample(0.0, 4000, gen)
+    x_bar = float(problem.reference.mean(0.0))
+    assert float(x.min()) >= x_bar - 1 and float(x.max()) <= x_bar + 1
+    assert stats.kstest(x[:, 0].numpy(), stats.uniform(x_bar - 1, 2).cdf).pvalue > 1e-4
+    q = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    np.testing.assert_allclose(
+        problem.reference.quantile(40.0, q).numpy(), x_bar - 1 + 2 * q.numpy(), atol=1e-12
+    )
+    est = problem.energy.on_samples(x)
+    assert abs(est.value + 1 / 6) < 5 * est.stderr
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_uniform_ball_energy_against_the_radial_quadrature(d):
+    reference = radial_gaussian_aggregation(d, 1.0)
+    assert reference.energy(40.0) == pytest.approx(uniform_ball_energy(d), abs=1e-10)
