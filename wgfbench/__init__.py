@@ -49,9 +49,10 @@ _problem_cache: dict[tuple[int, str], Problem] = {}
 def get_problem(name: str, host: Host | None = None) -> Problem:
     """The registered problem ``name`` (factories are built once and cached).
 
-    While a solver of a run is preparing or solving (:func:`wgfbench.problem.solver_scope`) this
-    returns the problem's :class:`~wgfbench.problem.ProblemView` instead: solvers never see
-    references, whichever route they take."""
+    While a solver's ``supports``, ``prepare`` or ``solve`` runs (:func:`wgfbench.problem.solver_scope`)
+    this returns the problem's :class:`~wgfbench.problem.ProblemView` instead, so the public
+    registry is no route to the references (``docs/scoring.md`` says what in-process code can still
+    reach)."""
     problem = _get_problem(name, host)
     return problem.view() if solver_is_running() else problem  # type: ignore[return-value]
 

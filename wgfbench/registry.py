@@ -89,8 +89,12 @@ class SolverRegistry(_Registry[type]):
         super().__init__(kind="solver")
 
     def add(self, solver_cls: type) -> None:
-        from wgfbench.solver import Solver
+        from wgfbench.solver import ROLES, Solver
 
         if not (isinstance(solver_cls, type) and issubclass(solver_cls, Solver)):
             raise TypeError(f"registry.add expects a Solver subclass, got {solver_cls!r}")
+        if solver_cls.role not in ROLES:
+            raise ValueError(
+                f"solver {solver_cls.name!r} has role {solver_cls.role!r}; roles: {', '.join(ROLES)}"
+            )
         self._add(solver_cls.name, solver_cls)

@@ -50,9 +50,9 @@ from wgfbench.context import Context, get_tier
 from wgfbench.errors import BudgetExceeded, ConfigError, UnknownNameError, WgfbenchError
 from wgfbench.host import Host, default_host
 from wgfbench.metrics import MetricRow, ScoreCache, Scorer, resample
-from wgfbench.problem import Problem, ProblemView, solver_scope
+from wgfbench.problem import Problem, solver_scope
 from wgfbench.seeding import new_scoring_salt, salt_digest, seed_everything, seed_from, solver_seed
-from wgfbench.solver import Solver, support_reason
+from wgfbench.solver import Solver, problem_as_seen_by, support_reason
 from wgfbench.trajectory import GridSnapshot, Snapshot, Trajectory
 
 COST_METRICS: tuple[str, ...] = (
@@ -257,12 +257,6 @@ def match_names(patterns: Sequence[str], known: Sequence[str], kind: str) -> lis
     return [n for n in known if n in selected]
 
 
-def _as_seen_by(solver: Solver, problem: Problem) -> Problem | ProblemView:
-    """The problem as ``solver`` may see it: its :class:`ProblemView` for solvers, the problem
-    itself for the baseline and calibration rows, which are built from its references."""
-    return problem if solver.role != "solver" else problem.view()
-
-
 def _check_device(device: str) -> str:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -326,7 +320,9 @@ def make_plan(
         problem = wgfbench.get_problem(pname, host)
         for sname in solver_names:
             try:
-                reason = support_reason(instances[sname].supports(_as_seen_by(instances[sname], problem)))
+                solver = instances[sname]
+                with solver_scope(solver.role):
+                    reason = support_reason(solver.supports(problem_as_seen_by(solver, problem)))
             except Exception as exc:  # a broken supports() must not sink the whole plan
                 reason = f"supports() raised {type(exc).__name__}: {exc}"
             if reason is not None:
@@ -601,7 +597,7 @@ def run_case(
             budget_seconds=plan.budget,
             progress=progress or (lambda done, total: None),
         )
-        seen = _as_seen_by(solver, problem)
+        seen = problem_as_seen_by(solver, problem)
         memory.start()
         ctx.restart_clock()
         stage = "prepare"
@@ -747,34 +743,32 @@ def _merge_plan_entries(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[
 
 
 def _scoring_salt(manifest: dict[str, Any], given: str | None = None) -> str:
-    """The run's scoring salt, recorded in ``manifest["scoring"]``.
+    """The scoring salt of this session of the run, recorded in ``manifest["scoring"]``.
 
-    A new run draws one (:func:`wgfbench.seeding.new_scoring_salt`) and records only its SHA-256
-    while cases run: the salt enters the manifest when the run stops (completed, interrupted or
-    failed), so no solver of the run can read it from the run directory, and every score of the
-    run can be recomputed from the manifest afterwards. A resumed run reuses the recorded salt. A
-    run killed outright (SIGKILL, power loss) never wrote its salt: on resume a new salt is drawn,
-    the lost one stays listed in ``scoring.lost_salts`` by digest, and the cases scored with it are
-    those whose ``score_salt_sha256`` matches that digest in ``cases.parquet``. A ``given`` salt
-    (reproducing an earlier run) is used as is and the manifest says so (``reproduced``).
+    Every session (a new run, or each ``--resume``) draws a fresh salt
+    (:func:`wgfbench.seeding.new_scoring_salt`) and records only its SHA-256 while cases run; the
+    salt enters the manifest when the session stops (completed, interrupted or failed), so no
+    solver can read it from the run directory, and every score can be recomputed afterwards.
+    Earlier sessions' salts move to ``scoring["sessions"]`` (a salt of a session killed outright,
+    never revealed, stays ``None`` there); each case records the digest of the salt that scored it
+    (``score_salt_sha256`` in ``cases.parquet``). A ``given`` salt (``--reproduce-salt``, to
+    reproduce an earlier run's scores) is used as is and the manifest marks it ``reproduced``.
     """
     scoring = manifest.setdefault("scoring", {})
-    salt = scoring.get("salt")
+    if scoring.get("salt_sha256"):
+        previous = {"salt_sha256": scoring["salt_sha256"], "salt": scoring.get("salt")}
+        scoring.setdefault("sessions", []).append(previous)
     if given is not None:
-        if salt and salt != given:
-            raise ConfigError("this run was scored with another salt; resume it without --reproduce-salt")
         if not given or len(given) > 256:
             raise ConfigError("a scoring salt is a non-empty string (the hex of manifest scoring.salt)")
         salt = given
-        scoring["reproduced"] = True
-    elif not salt:
-        if scoring.get("salt_sha256"):
-            scoring.setdefault("lost_salts", []).append(scoring["salt_sha256"])
+    else:
         salt = new_scoring_salt()
     scoring.update(
         {
             "salt": None,
             "salt_sha256": salt_digest(salt),
+            "reproduced": given is not None,
             "rule": "reference draws seeded by hash(role, base_seed, problem, repetition, t, salt)",
         }
     )
@@ -924,10 +918,11 @@ def run_plan(
     finally:
         if bar is not None:
             bar.stop()
-        store.consolidate(out)
+        manifest["scoring"]["salt"] = salt  # revealed once no solver of this session can run any more
         manifest["interrupted"] = interrupted
+        store.write_manifest(out, manifest)
+        store.consolidate(out)
         manifest["completed"] = None if interrupted else _utc_now()
-        manifest["scoring"]["salt"] = salt  # revealed once no solver of this run can run any more
         store.write_manifest(out, manifest)
 
     records = store.read_case_records(out)

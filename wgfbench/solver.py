@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -86,7 +87,7 @@ class Solver(ABC):
             raise ConfigError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}")
         return cls({**cls.presets.get(tier, {}), **overrides})
 
-    def supports(self, problem: Problem) -> Support:
+    def supports(self, problem: ProblemLike) -> Support:
         return True
 
     def prepare(self, problem: ProblemLike, ctx: Context) -> None:  # noqa: B027 - optional hook
@@ -97,6 +98,15 @@ class Solver(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+
+def problem_as_seen_by(solver: Solver, problem: Problem) -> ProblemLike:
+    """The problem as ``solver`` may see it: a private copy of its :class:`ProblemView` for solvers
+    (a solver that changes its initial law or energy in place cannot change the scorer's), the
+    problem itself for the baseline and calibration rows, which are built from its references."""
+    if solver.role != "solver":
+        return problem
+    return copy.deepcopy(problem.view())
 
 
 def equal_steps(interval: float, dt_bound: float) -> tuple[int, float]:

@@ -49,7 +49,7 @@ from wgfbench.references import (
     Reference,
     jko_step_count,
 )
-from wgfbench.solver import Solver, SolverConfig
+from wgfbench.solver import Solver, SolverConfig, problem_as_seen_by
 from wgfbench.trajectory import GridSnapshot, ParticleSnapshot, Trajectory
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._+-]*$")
@@ -511,7 +511,7 @@ def _snapshot_tensors(trajectory: Trajectory) -> list[tuple[float, str, Tensor]]
 def _run_case(solver: Solver, problem: Problem, ctx: Context, prefix: str) -> tuple[Trajectory, float, float]:
     """``prepare`` and ``solve`` as the runner calls them: solvers get the problem's view (no
     references; ``get_problem`` hands out views too), baseline and calibration rows the problem."""
-    seen = problem if solver.role != "solver" else problem.view()
+    seen = problem_as_seen_by(solver, problem)
     try:
         start = time.perf_counter()
         with solver_scope(solver.role):
@@ -589,7 +589,8 @@ def check_solver(
         supported=True,
     )
     report.checks.append("class")
-    support = solver.supports(problem)
+    with solver_scope(solver.role):
+        support = solver.supports(problem_as_seen_by(solver, problem))
     if support is not True:
         if not (isinstance(support, str) and support) and support is not False:
             raise _fail(prefix, f"supports() must return True or a reason string, got {support!r}")

@@ -263,10 +263,6 @@ def _problem_table(
         per_seed["energy_error_final"] = _at_time(snap_p, "energy_error", t_final)
         per_seed["energy_gap_final"] = _at_time(snap_p, "energy_gap", t_final)
     per_seed["trajectory_error"] = per_case_rows["trajectory_error"]
-    if per_seed["trajectory_error"].isna().all():  # runs scored before trajectory_error existed
-        per_seed["trajectory_error"] = (
-            per_seed["rel_error_mean"] if "rel_error_mean" in per_seed else math.nan
-        )
     for column in ("solve_seconds", "prepare_seconds"):
         if column in per_case_p:
             per_seed[column] = per_case_p[column]
@@ -316,30 +312,26 @@ CASE_FLAGS: tuple[str, ...] = (
 )
 """Per-case rows (t = NaN) of the scorer that the tables read besides the snapshot metrics."""
 
-_DEFAULT_ROLES = {"reference": "calibration", "frozen": "baseline", "equilibrium": "baseline"}
-
 
 def _role(solver: str, cases: pd.DataFrame) -> str:
-    """The row's role from ``cases.parquet`` (runs older than the column: by the built-in names)."""
-    if "role" in cases:
-        roles = cases["role"].dropna().astype(str)
-        if len(roles):
-            return str(roles.iloc[-1])
-    return _DEFAULT_ROLES.get(solver, "solver")
+    """The row's role, as ``cases.parquet`` recorded it (``solver`` where it is missing)."""
+    roles = cases["role"].dropna().astype(str) if "role" in cases else pd.Series(dtype=str)
+    return str(roles.iloc[-1]) if len(roles) else "solver"
 
 
 def _fails_to_beat(table: pd.DataFrame) -> list[str]:
-    """Per row: the baselines whose median ``trajectory_error`` is at or below the row's ("" when it
-    beats them all, or is a baseline or the calibration row itself)."""
+    """Per solver row: the baselines whose median ``trajectory_error`` is at or below the row's
+    ("" when it beats them all, has no score, or is a baseline or the calibration row). On a
+    problem that ranks the end state alone, ``equilibrium`` *is* the answer up to noise, so it is
+    not a baseline to beat there."""
     baselines = table[table["role"] == "baseline"]
+    if table["end_state_only"].any():
+        baselines = baselines[baselines["solver"] != "equilibrium"]
     out = []
     for _, row in table.iterrows():
         score = row["trajectory_error_median"]
-        if row["role"] != "solver":
+        if row["role"] != "solver" or pd.isna(score):
             out.append("")
-            continue
-        if pd.isna(score):
-            out.append(", ".join(baselines["solver"]))
             continue
         beaten_by = baselines[baselines["trajectory_error_median"] <= score]["solver"]
         out.append(", ".join(beaten_by))
@@ -347,25 +339,26 @@ def _fails_to_beat(table: pd.DataFrame) -> list[str]:
 
 
 def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per solver (rows of role ``solver`` only): problems run and ranked, first places among
-    solvers, mean rank, median of the per-problem scores, the performance profile ρ_s(τ=2) of
+    """Per solver (rows of role ``solver`` only, ranked among solvers): problems run and ranked,
+    first places, mean rank, median of the per-problem scores, the performance profile ρ_s(τ=2) of
     Dolan & Moré (2002), eq. (1), over the problems the solver was run on (a problem without a
     score counts as not within; the best is taken over solvers), and the problems on which it
     fails to beat a trivial baseline."""
     records = []
     for problem, table in per_problem.items():
         solvers = table[table["role"] == "solver"]
-        best = solvers["trajectory_error_median"].where(solvers["rank"].notna()).min(skipna=True)
-        first = solvers["rank"].min(skipna=True)
-        for _, row in solvers.iterrows():
-            score = row["trajectory_error_median"] if pd.notna(row["rank"]) else math.nan
+        # ranks among solvers only: the calibration and baseline rows must not shift mean ranks
+        scores = solvers["trajectory_error_median"].where(solvers["rank"].notna())
+        solver_rank = scores.rank(method="min")
+        best = scores.min(skipna=True)
+        for (_, row), score, rank in zip(solvers.iterrows(), scores, solver_rank, strict=True):
             within = bool(pd.notna(score) and pd.notna(best) and score <= PROFILE_FACTOR * best)
             records.append(
                 {
                     "problem": problem,
                     "solver": row["solver"],
-                    "rank": row["rank"],
-                    "first": bool(pd.notna(row["rank"]) and row["rank"] == first),
+                    "rank": rank,
+                    "first": bool(rank == 1),
                     "score": score,
                     "within": within,
                     "below_baseline": problem if row["fails_to_beat"] else "",

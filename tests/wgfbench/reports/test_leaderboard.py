@@ -30,6 +30,7 @@ from wgfbench import store
 from wgfbench.errors import WgfbenchError
 from wgfbench.reports.leaderboard import build_leaderboard, display_table, slugify
 
+ROLES = {"reference": "calibration", "frozen": "baseline", "equilibrium": "baseline"}
 P1 = "fokker-planck/ou-1d"
 P2 = "porous-medium/barenblatt-2d-m2"
 TIMES = (0.0, 0.5, 1.0)
@@ -62,6 +63,7 @@ def _case_rows(run_id: str, tier: str, problem: str, solver: str, seed: int, fin
         "problem_version": 1,
         "seed": seed,
         "solver_seed": 1000 + seed,
+        "role": ROLES.get(solver, "solver"),
         "tier": tier,
         "device": "cpu",
         "status": "ok" if ok else "failed",
