@@ -20,7 +20,7 @@ import wgfbench
 from wgfbench import runner, store
 from wgfbench.errors import ConfigError, UnknownNameError, WgfbenchError
 from wgfbench.references import DistributionPath, Gaussian
-from wgfbench.seeding import solver_seed
+from wgfbench.seeding import salt_digest, solver_seed
 from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
 
 # ----------------------------------------------------------------------------------------------
@@ -459,6 +459,8 @@ def test_resume_after_a_kill_ends_with_every_case_once(host, tmp_path):
     manifest = store.read_manifest(out)
     assert manifest["interrupted"] is True and manifest["completed"] is None
     assert len(store.read_cases(out)) == len(committed)  # readable before the run finished
+    first_salt = manifest["scoring"]["salt"]  # an interrupted session still reveals its salt
+    assert first_salt and manifest["scoring"]["salt_sha256"] == salt_digest(first_salt)
 
     # Also simulate a crash between the two writes of one committed case: results part without case.json.
     victim = sorted(committed)[0]
@@ -477,6 +479,10 @@ def test_resume_after_a_kill_ends_with_every_case_once(host, tmp_path):
     assert not results.duplicated(["solver", "problem", "seed", "t", "step", "metric"]).any()
     assert results.groupby(["solver", "problem", "seed"]).ngroups == 8
     assert set(results["run_id"]) == {manifest["run_id"]}
+    # the resumed session scored with a fresh salt; the first one is kept, and every case says which
+    scoring = store.read_manifest(out)["scoring"]
+    assert scoring["salt"] != first_salt and scoring["sessions"][0]["salt"] == first_salt
+    assert set(cases["score_salt_sha256"]) == {salt_digest(first_salt), scoring["salt_sha256"]}
     # A resume of a finished run runs nothing.
     again = runner.run_plan(plan, out, host=host, progress=False, resume=True)
     assert again.ran == 0 and again.reused == 8 and len(store.read_cases(out)) == 8
