@@ -385,7 +385,7 @@ def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
         mean_rank=("rank", "mean"),
         median_trajectory_error=("score", "median"),
         within_2x_best=("within", "mean"),
-        below_a_baseline=("below_baseline", lambda p: ", ".join(sorted(x for x in p if isinstance(x, str)))),
+        below_a_baseline=("below_baseline", lambda p: ", ".join(sorted(x for x in p if isinstance(x, str) and x))),
     )
     summary = summary.reset_index()
     summary["first_places"] = summary["first_places"].astype(int)

@@ -338,4 +338,5 @@ def test_baselines_suspects_and_mass_flags(tmp_path: Path) -> None:
     s = board.summary.set_index("solver")
     assert set(s.index) == {"good", "lazy", "cheat", "leaky"}
     assert s.loc["good", "first_places"] == 1 and s.loc["lazy", "below_a_baseline"] == P1
+    assert s.loc["good", "below_a_baseline"] == ""
     assert s.loc["cheat", "problems_ranked"] == 0 and s.loc["leaky", "problems_ranked"] == 0
