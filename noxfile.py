@@ -22,7 +22,7 @@ DEMO_PROBLEMS = (
     "kalman-wasserstein/*",
     "nonlinear-mobility/*",
 )
-DEMO_SOLVERS = ("reference", "langevin", "fv-jko", "quantile-jko", "entropic-jko")
+DEMO_SOLVERS = ("reference", "frozen", "equilibrium", "langevin", "fv-jko", "quantile-jko", "entropic-jko")
 
 
 def _install(session: nox.Session, *extras: str, cpu: bool = True) -> None:
