@@ -338,6 +338,10 @@ def _fails_to_beat(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def _joined_names(names: pd.Series) -> str:
+    return ", ".join(sorted(n for n in names if isinstance(n, str) and n))
+
+
 def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per solver (rows of role ``solver`` only, ranked among solvers): problems run and ranked,
     first places, mean rank, median of the per-problem scores, the performance profile ρ_s(τ=2) of
@@ -385,7 +389,7 @@ def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
         mean_rank=("rank", "mean"),
         median_trajectory_error=("score", "median"),
         within_2x_best=("within", "mean"),
-        below_a_baseline=("below_baseline", lambda p: ", ".join(sorted(x for x in p if isinstance(x, str) and x))),
+        below_a_baseline=("below_baseline", _joined_names),
     )
     summary = summary.reset_index()
     summary["first_places"] = summary["first_places"].astype(int)
