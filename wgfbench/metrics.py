@@ -74,6 +74,8 @@ of the noise floor (the same distance for independent exact samples) is flagged 
 exact samples themselves sit near ratio 1 (the calibration test checks ≤ 2), and a median of
 several snapshots below 1/4 does not happen by chance; an output that copied the scoring draw
 sits near 0."""
+MAY_BE_INFINITE = frozenset({"kl"})
+"""Metrics whose value may be +inf and is stored as such (not dropped)."""
 MASS_TOLERANCE = 1e-3
 """Largest ``|mass − 1| + negative_mass`` of a grid output before it is flagged ``flag_mass``
 (float32 sums over 10⁶ cells stay far below it; the classical solvers reach 1e-15)."""
@@ -156,7 +158,14 @@ METRICS: dict[str, MetricInfo] = _catalogue(
         "kl",
         "nats",
         "KL(output | reference) = E_out[log rho_out - log rho_ref] at the output particles "
-        "(particles carrying log_rho and a reference with a density)",
+        "(particles carrying log_rho and a reference with a density); +inf, stored as a value, when "
+        "the output puts mass where the reference has none (see mass_outside_support)",
+    ),
+    MetricInfo(
+        "mass_outside_support",
+        "1",
+        "share of the resampled output points where the reference density is 0 (log rho_ref = -inf): "
+        "mass outside the reference's support (references with a density)",
     ),
     MetricInfo(
         "energy",
@@ -869,19 +878,17 @@ class Scorer:
         return out
 
     def _finite(self, rows: list[MetricRow]) -> list[MetricRow]:
-        kept = []
+        """Rows with a value, +inf included where a metric can be infinite (:data:`MAY_BE_INFINITE`:
+        KL of an output with mass outside the reference's support); other non-finite values are
+        dropped with one warning per trajectory naming them."""
+        kept, dropped = [], []
         for row in rows:
-            if math.isfinite(row.value):
+            if math.isfinite(row.value) or (row.value == math.inf and row.metric in MAY_BE_INFINITE):
                 kept.append(row)
             else:
-                logger.warning(
-                    "%s: dropping non-finite %s=%s at t=%s (step %d)",
-                    self.problem.name,
-                    row.metric,
-                    row.value,
-                    row.t,
-                    row.step,
-                )
+                dropped.append(f"{row.metric}={row.value} at t={row.t}")
+        if dropped:
+            logger.warning("%s: dropped non-finite %s", self.problem.name, "; ".join(dropped))
         return kept
 
     def _score_snapshot(
@@ -928,8 +935,14 @@ class Scorer:
             if S_ref is not None:
                 S_ref = _cpu(torch.as_tensor(S_ref)).reshape(S.shape)
                 add("cov_error", float(torch.linalg.matrix_norm(S - S_ref) / torch.linalg.matrix_norm(S_ref)))
-            if log_rho is not None and reference.has_density:
-                add("kl", float((log_rho - _cpu(reference.log_density(t_ref, x))).mean()))
+            if reference.has_density:
+                log_ref = _cpu(reference.log_density(t_ref, x))
+                outside = torch.isneginf(log_ref)
+                add("mass_outside_support", float(outside.double().mean()))
+                if log_rho is not None:
+                    # mass where the reference has none makes KL infinite: a value, kept as +inf
+                    kl = math.inf if bool(outside.any()) else float((log_rho - log_ref).mean())
+                    add("kl", kl)
             if t > 0 and self.primary in _DISTRIBUTION_PRIMARIES:
                 if self.primary in values:
                     relative = _ratio(values[self.primary], self._baseline(self.primary, target))

@@ -527,3 +527,24 @@ def test_copying_the_scoring_draw_is_flagged_and_exact_samples_are_not():
     # under another salt the same points are an independent exact draw: nothing to flag
     other = Scorer(problem, SMALL, 0, 0, ScoreCache(), salt="s2").score(copied)
     assert by_metric(other, "flag_suspect") == {-1: 0.0}
+
+
+def test_mass_outside_the_support_is_a_value_not_a_warning(caplog):
+    import wgfbench
+
+    problem = wgfbench.get_problem("porous-medium/barenblatt-1d-m2")  # compact support
+    reference, g = problem.reference, gen(31)
+    snaps = []
+    for k, t in enumerate(problem.times):
+        x = reference.sample(t, 600, g)
+        if k == len(problem.times) - 1:  # a quarter of the last snapshot far outside the support
+            x[:150] += 50.0
+        log_rho = reference.log_density(t, x - (50.0 if k == len(problem.times) - 1 else 0.0) * (x > 25))
+        snaps.append(ParticleSnapshot(t, x, log_rho=log_rho))
+    with caplog.at_level(logging.WARNING, logger="wgfbench.metrics"):
+        rows = Scorer(problem, SMALL, 0, 0).score(Trajectory(snaps))
+    last = len(problem.times) - 1
+    outside, kl = by_metric(rows, "mass_outside_support"), by_metric(rows, "kl")
+    assert outside[0] == 0.0 and 0.15 < outside[last] < 0.35
+    assert kl[last] == math.inf and all(abs(kl[k]) < 1e-9 for k in range(last))
+    assert "kl" not in caplog.text
