@@ -339,7 +339,8 @@ def w2(
 
     ``x``: (n, d), ``y``: (m, d) (a 1-D array is read as d = 1); tensors on any device or arrays,
     computed in float64 on the CPU. ``a`` (n,), ``b`` (m,): non-negative weights, normalised to
-    unit mass (uniform when omitted). Memory is O(n m).
+    unit mass (uniform when omitted). Memory is O(n m): 16 n m bytes; above
+    :data:`MAX_DENSE_BYTES` (4 GiB, n = m ≈ 16 000) it raises ``ValueError`` saying so.
 
     ``num_iter_max`` caps the simplex iterations (POT's default of 10⁵ stops early at a few
     thousand points with only a warning). The solver's ``result_code`` is checked: anything but an
@@ -349,6 +350,7 @@ def w2(
     xs, ys = _points(x, "x"), _points(y, "y")
     if xs.shape[1] != ys.shape[1]:
         raise ValueError(f"x and y live in different dimensions: {xs.shape[1]} != {ys.shape[1]}")
+    _check_dense_size(xs.shape[0], ys.shape[0], "w2")
     wa, wb = _histogram(a, xs.shape[0], "a"), _histogram(b, ys.shape[0], "b")
     cost_matrix = ot.dist(xs, ys)  # squared Euclidean
     cost, log = ot.emd2(wa, wb, cost_matrix, numItermax=int(num_iter_max), log=True)
@@ -359,6 +361,21 @@ def w2(
             f"({log.get('warning')}); numItermax={num_iter_max}. Raise num_iter_max."
         )
     return math.sqrt(max(float(cost), 0.0))
+
+
+MAX_DENSE_BYTES = 4 * 2**30
+"""Largest memory exact OT may ask for: the n × m float64 cost matrix and POT's plan of the same
+size (two n m 8-byte arrays); :func:`w2` refuses larger inputs instead of exhausting memory."""
+
+
+def _check_dense_size(n: int, m: int, name: str) -> None:
+    needed = 2 * 8 * n * m
+    if needed > MAX_DENSE_BYTES:
+        raise ValueError(
+            f"{name} on {n} × {m} points needs about {needed / 2**30:.1f} GiB (cost matrix and plan), "
+            f"over the {MAX_DENSE_BYTES / 2**30:.0f} GiB limit: subsample, or use sliced_w2, bures_w2 "
+            "or radial_w2, whose cost is near-linear in n"
+        )
 
 
 def sliced_projections(problem_name: str, d: int, n_projections: int = N_PROJECTIONS) -> Tensor:

@@ -548,3 +548,9 @@ def test_mass_outside_the_support_is_a_value_not_a_warning(caplog):
     assert outside[0] == 0.0 and 0.15 < outside[last] < 0.35
     assert kl[last] == math.inf and all(abs(kl[k]) < 1e-9 for k in range(last))
     assert "kl" not in caplog.text
+
+
+def test_w2_refuses_sizes_that_would_not_fit_in_memory():
+    x = torch.zeros(50_000, 2, dtype=F64)  # 50k × 50k: 37 GiB of cost matrix and plan
+    with pytest.raises(ValueError, match=r"needs about 37\.3 GiB.*sliced_w2"):
+        w2(x, x)
