@@ -22,7 +22,7 @@ import contextvars
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import torch
@@ -208,20 +208,11 @@ class Problem:
         return cached
 
     def _make_view(self) -> ProblemView:
-        return ProblemView(
-            name=self.name,
-            family=self.family,
-            dim=self.dim,
-            energy=self.energy,
-            initial=self.initial,
-            times=self.times,
-            dt=self.dt,
-            mobility=self.mobility,
-            box=self.box,
-            initial_family=None if self.initial_family is None else self.initial_family.view(),
-            version=self.version,
-            description=self.description,
-        )
+        """Every field of :class:`ProblemView` copied from this problem (the field names are the
+        same), with the initial family replaced by its view."""
+        shared = {f.name: getattr(self, f.name) for f in fields(ProblemView) if f.name != "initial_family"}
+        family = None if self.initial_family is None else self.initial_family.view()
+        return ProblemView(**shared, initial_family=family)
 
 
 @dataclass(frozen=True, eq=False)
