@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from wgfbench.metrics.registry import MetricRegistry
     from wgfbench.registry import ProblemRegistry, SolverRegistry
 
 PROJECT_NAME = "wgfbench"
@@ -54,4 +55,24 @@ def wgfbench_register_solvers(registry: SolverRegistry) -> None:
         @wgfbench.hookimpl
         def wgfbench_register_solvers(registry):
             registry.add(MySolver)
+    """
+
+
+@hookspec
+def wgfbench_register_metrics(registry: MetricRegistry) -> None:
+    """Register snapshot metrics with ``registry.add(metric)``.
+
+    ``metric`` is a :class:`wgfbench.metrics.Metric`: name, unit, description, ``compute(ctx)``
+    returning a float (or ``None`` where it does not apply) from a
+    :class:`wgfbench.metrics.SnapshotContext` (the output's scored points and log-density, the
+    reference law and its large draw), and optionally ``applies(problem)``, ``floor=True`` for a
+    distance whose noise floor should be reported, ``lower_is_better``. The scorer computes it at
+    every scored snapshot of every case; it lands in ``results.parquet`` and the leaderboard.
+
+    Example::
+
+        @wgfbench.hookimpl
+        def wgfbench_register_metrics(registry):
+            registry.add(Metric("mean_norm", "length", "|mean of the output|",
+                                compute=lambda ctx: float(ctx.points.mean(0).norm())))
     """

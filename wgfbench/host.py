@@ -19,6 +19,7 @@ import pluggy
 
 from wgfbench import hookspecs
 from wgfbench.errors import DuplicateNameError
+from wgfbench.metrics.registry import MetricRegistry, builtin_registry
 from wgfbench.registry import PluginInfo, ProblemRegistry, SolverRegistry
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
@@ -67,6 +68,7 @@ class Host:
     pm: pluggy.PluginManager = field(init=False)
     problems: ProblemRegistry = field(init=False, default_factory=ProblemRegistry)
     solvers: SolverRegistry = field(init=False, default_factory=SolverRegistry)
+    metrics: MetricRegistry = field(init=False, default_factory=builtin_registry)
     failures: list[PluginFailure] = field(init=False, default_factory=list)
     _info: dict[str, PluginInfo] = field(init=False, default_factory=dict)
 
@@ -84,6 +86,7 @@ class Host:
         self.pm.check_pending()
         self._collect("wgfbench_register_problems", self.problems)
         self._collect("wgfbench_register_solvers", self.solvers)
+        self._collect("wgfbench_register_metrics", self.metrics)
 
     def _load_entry_points(self, disabled: set[str]) -> None:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -113,7 +116,7 @@ class Host:
         self.pm.register(obj, name=info.name)
         self._info[info.name] = info
 
-    def _collect(self, hook_name: str, registry: ProblemRegistry | SolverRegistry) -> None:
+    def _collect(self, hook_name: str, registry: ProblemRegistry | SolverRegistry | MetricRegistry) -> None:
         hook = getattr(self.pm.hook, hook_name)
         # Called one plugin at a time (not hook(...)) so that a failing plugin is isolated and
         # every registered item carries the plugin that provided it.

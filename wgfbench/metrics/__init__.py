@@ -3,11 +3,10 @@
 ``from wgfbench.metrics import ...`` keeps working for every public name of the package.
 """
 
-from wgfbench.metrics.cache import ScoreCache
+from wgfbench.metrics.cache import FloorCache, ScoreCache
 from wgfbench.metrics.catalogue import (
     FLOOR_DRAWS,
     MASS_TOLERANCE,
-    MAY_BE_INFINITE,
     METRICS,
     SUSPECT_FLOOR_RATIO,
     MetricInfo,
@@ -20,6 +19,7 @@ from wgfbench.metrics.distances import (
     OptimalTransportError,
     bures_w2,
     grid_l1_error,
+    quantile_w2_sq,
     radial_w2,
     reference_on_grid,
     resample,
@@ -27,24 +27,30 @@ from wgfbench.metrics.distances import (
     sliced_w2,
     w2,
 )
+from wgfbench.metrics.registry import BUILTIN_METRICS, Metric, MetricRegistry, SnapshotContext
 from wgfbench.metrics.scorer import Scorer
 
 __all__ = [
+    "BUILTIN_METRICS",
     "DEFAULT_NUM_ITER_MAX",
     "FLOOR_DRAWS",
     "MASS_TOLERANCE",
     "MAX_DENSE_BYTES",
-    "MAY_BE_INFINITE",
     "METRICS",
     "N_PROJECTIONS",
     "SUSPECT_FLOOR_RATIO",
+    "FloorCache",
+    "Metric",
     "MetricInfo",
+    "MetricRegistry",
     "MetricRow",
     "OptimalTransportError",
     "ScoreCache",
     "Scorer",
+    "SnapshotContext",
     "bures_w2",
     "grid_l1_error",
+    "quantile_w2_sq",
     "radial_w2",
     "reference_on_grid",
     "resample",

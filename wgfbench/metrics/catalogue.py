@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 #: Size of the cached reference draw whose moments stand in for unknown reference moments.
 N_MOMENT_DRAW = 100_000
@@ -10,12 +12,11 @@ FLOOR_DRAWS = 4
 """Independent reference draws averaged in each ``*_floor`` (cached per problem, t, repetition)."""
 SUSPECT_FLOOR_RATIO = 0.25
 """An output whose primary distance is, in the median over its scored snapshots, below this share
-of the noise floor (the same distance for independent exact samples) is flagged ``flag_suspect``:
-exact samples themselves sit near ratio 1 (the calibration test checks ≤ 2), and a median of
-several snapshots below 1/4 does not happen by chance; an output that copied the scoring draw
-sits near 0."""
-MAY_BE_INFINITE = frozenset({"kl"})
-"""Metrics whose value may be +inf and is stored as such (not dropped)."""
+of ``primary_floor_ref`` (the primary of independent exact draws of the reference's own size
+``n_reference``) is flagged ``flag_suspect``. No honest output gets there, however regular its
+points: the exact law itself scores about 1/√2 ≈ 0.7 of it against a finite draw, exact samples
+of that size about 1, and quasi-uniform or deterministic particles (which may beat exact samples
+of *their own* size) at best the exact law; an output that copied the scoring draw scores 0."""
 MASS_TOLERANCE = 1e-3
 """Largest ``|mass − 1| + negative_mass`` of a grid output before it is flagged ``flag_mass``
 (float32 sums over 10⁶ cells stay far below it; the classical solvers reach 1e-15)."""
@@ -52,57 +53,7 @@ _PRIMARY_DESCRIPTIONS = {
     "radial_w2": "radial W2 (not squared)",
 }
 
-METRICS: dict[str, MetricInfo] = _catalogue(
-    MetricInfo(
-        "w2",
-        "W2",
-        "exact W2 (not squared; POT emd2 on squared Euclidean costs, convergence checked) between "
-        "n_eval resampled output points and n_eval reference samples",
-    ),
-    MetricInfo(
-        "w2_floor",
-        "W2",
-        "same-law noise floor of w2: mean exact W2 (not squared) between the scoring draw and 4 "
-        "independent reference draws of n_eval points; for grid outputs these come from the "
-        "reference discretised on the output grid",
-    ),
-    MetricInfo(
-        "sliced_w2",
-        "W2",
-        "sliced W2 (not squared): root mean of exact 1-D W2² over directions fixed per (problem, d)",
-    ),
-    MetricInfo("sliced_w2_floor", "W2", "sliced_w2 of independent reference draws (floor, as w2_floor)"),
-    MetricInfo(
-        "bures_w2",
-        "W2",
-        "Bures–Wasserstein W2 (not squared) between the Gaussian moment fit of the output and the "
-        "reference mean/covariance (exact, or from a large cached reference draw)",
-    ),
-    MetricInfo("bures_w2_floor", "W2", "bures_w2 of independent reference draws (floor, as w2_floor)"),
-    MetricInfo(
-        "radial_w2",
-        "W2",
-        "exact 1-D W2 (not squared) between the laws of |X - centre| of output and reference "
-        "(radial references only)",
-    ),
-    MetricInfo("radial_w2_floor", "W2", "radial_w2 of independent reference draws (floor, as w2_floor)"),
-    MetricInfo("mean_error", "length", "|m - m_ref|, Euclidean norm of the error of the output mean"),
-    MetricInfo(
-        "cov_error", "1", "relative Frobenius error of the output covariance, |S - S_ref|_F / |S_ref|_F"
-    ),
-    MetricInfo(
-        "kl",
-        "nats",
-        "KL(output | reference) = E_out[log rho_out - log rho_ref] at the output particles "
-        "(particles carrying log_rho and a reference with a density); +inf, stored as a value, when "
-        "the output puts mass where the reference has none (see mass_outside_support)",
-    ),
-    MetricInfo(
-        "mass_outside_support",
-        "1",
-        "share of the resampled output points where the reference density is 0 (log rho_ref = -inf): "
-        "mass outside the reference's support (references with a density)",
-    ),
+DERIVED: dict[str, MetricInfo] = _catalogue(
     MetricInfo(
         "energy",
         "energy",
@@ -144,12 +95,6 @@ METRICS: dict[str, MetricInfo] = _catalogue(
         "invented mass counts as that share of the solution got wrong; resampling normalises it away)",
     ),
     MetricInfo(
-        "l1_error",
-        "1",
-        "grid outputs, references with a density (not stationary): relative L1 error "
-        "sum_K |K| |rho_K - rho_ref(x_K)| / sum_K |K| rho_ref(x_K), reference at cell centres",
-    ),
-    MetricInfo(
         "min_density", "density", "grid outputs: minimum cell density (negative = positivity lost)", False
     ),
     MetricInfo(
@@ -174,13 +119,15 @@ METRICS: dict[str, MetricInfo] = _catalogue(
     MetricInfo(
         "floor_ratio",
         "1",
-        "median over scored snapshots of primary / primary floor (exact samples sit near 1); t = NaN",
+        "median over scored snapshots of primary / primary_floor_ref (the primary of an exact "
+        "n_reference-point draw): exact samples of that size sit near 1, the exact law itself near "
+        "0.7, a copy of the scoring draw at 0; t = NaN",
     ),
     MetricInfo(
         "flag_suspect",
         "1",
-        f"1 when floor_ratio < {SUSPECT_FLOOR_RATIO:g}: a score far below that of independent exact "
-        "samples (the output has seen the scoring draw); t = NaN",
+        f"1 when floor_ratio < {SUSPECT_FLOOR_RATIO:g}: closer to the scoring draw than the exact law "
+        "itself can be (the output has seen the scoring draw); t = NaN",
     ),
     MetricInfo("mass_violation", "mass", "grid outputs: largest mass_penalty over the snapshots; t = NaN"),
     MetricInfo(
@@ -213,7 +160,46 @@ METRICS: dict[str, MetricInfo] = _catalogue(
         "share of consecutive logged steps where the energy rose by more than two combined standard "
         "errors (by more than 0 without standard errors); t = NaN, step = -1",
     ),
+    MetricInfo(
+        "rel_error_floor",
+        "1",
+        "<primary>_floor divided by the rho_0 distance: the rel_error independent exact samples of "
+        "the output's size score at this snapshot (the scoring noise of rel_error)",
+    ),
+    MetricInfo(
+        "primary_floor_ref",
+        "W2",
+        "the primary's floor at the reference draw's own size n_reference: what a perfect output "
+        "scores up to a factor about 1/sqrt(2); the denominator of floor_ratio",
+    ),
+    MetricInfo(
+        "energy_knn",
+        "1",
+        "1 at a snapshot whose energy was estimated by k-NN on particles without log_rho (assumes "
+        "i.i.d. samples)",
+    ),
+    MetricInfo(
+        "trajectory_floor",
+        "1",
+        "mean over the snapshot times t > 0 of <primary>_floor / the rho_0 distance: the "
+        "trajectory_error that independent exact samples of the output's size score (the scoring "
+        "noise of this case); t = NaN",
+    ),
+    MetricInfo(
+        "energy_iid_assumed",
+        "1",
+        "1 when the energy rows of particles without log_rho use the k-NN entropy estimator, which "
+        "assumes i.i.d. samples: for deterministic or quasi-uniform particles its error is the "
+        "estimator's, not the solver's; t = NaN",
+    ),
+    MetricInfo("prepare_seconds", "s", "wall time of the solver's prepare (training, fitting); t = NaN"),
+    MetricInfo("solve_seconds", "s", "wall time of the solver's solve; t = NaN"),
+    MetricInfo("seconds_per_step", "s", "solve_seconds per logged step; t = NaN"),
+    MetricInfo("peak_memory_mb", "MiB", "peak memory of the case (CUDA, else process RSS growth); t = NaN"),
+    MetricInfo("iterations", "1", "inner iterations summed over the logged steps; t = NaN"),
 )
+"""Names the scorer and runner derive (floors, rel_error, energies, per-case rows, costs); the
+snapshot metrics themselves live in :data:`wgfbench.metrics.registry.BUILTIN_METRICS`."""
 
 
 @dataclass(frozen=True)
@@ -224,3 +210,28 @@ class MetricRow:
     step: int
     metric: str
     value: float
+
+
+def catalogue(metrics: Iterable[Any] = ()) -> dict[str, MetricInfo]:
+    """Every metric name described: the registry's ``metrics`` (built-ins when empty), their
+    ``*_floor`` rows, and the :data:`DERIVED` rows."""
+    from wgfbench.metrics.registry import BUILTIN_METRICS
+
+    entries = list(metrics) or list(BUILTIN_METRICS)
+    out = {m.name: MetricInfo(m.name, m.unit, m.description, m.lower_is_better) for m in entries}
+    for m in entries:
+        if m.floor and f"{m.name}_floor" not in DERIVED:
+            out[f"{m.name}_floor"] = MetricInfo(
+                f"{m.name}_floor",
+                m.unit,
+                f"noise floor of {m.name}{' (W2, not squared)' if m.unit == 'W2' else ''}: its expected "
+                "value for independent exact samples of the "
+                "output's size against the reference draw (mean over 4 pairs of public draws, cached "
+                "on disk); for grid outputs the exact samples come from the reference discretised "
+                "on the output grid",
+            )
+    return {**out, **DERIVED}
+
+
+METRICS: dict[str, MetricInfo] = catalogue()
+"""Unit, description and direction of every built-in metric name (:func:`catalogue`)."""
