@@ -17,21 +17,45 @@ from wgfbench.seeding import seed_from
 
 @dataclass(frozen=True)
 class Tier:
-    """A tier fixes solver hyperparameters (through each solver's presets), the number of points
-    ``n_eval`` scored per snapshot and the wall-time budget of one case; never the physics.
-    Leaderboards never mix tiers."""
+    """A tier fixes solver hyperparameters (through each solver's presets), the scoring sizes and
+    the wall-time budget of one case; never the physics. Leaderboards never mix tiers.
+
+    Scoring sizes: ``n_reference`` exact reference points per snapshot and up to ``n_output``
+    of the solver's own points for the near-linear metrics (the primaries); ``n_eval`` points
+    of each for exact OT in d ≥ 2 and the energy estimators."""
 
     name: str
     n_eval: int
     budget_seconds: float
     description: str
+    n_reference: int = 100_000
+    n_output: int = 100_000
 
 
 TIERS: dict[str, Tier] = {
-    "smoke": Tier("smoke", n_eval=500, budget_seconds=10.0, description="seconds per case, for CI"),
-    "quick": Tier("quick", n_eval=1000, budget_seconds=180.0, description="≤ 3 min per case on 2 CPU cores"),
+    "smoke": Tier(
+        "smoke",
+        n_eval=500,
+        budget_seconds=10.0,
+        description="seconds per case, for CI",
+        n_reference=20_000,
+        n_output=20_000,
+    ),
+    "quick": Tier(
+        "quick",
+        n_eval=1000,
+        budget_seconds=180.0,
+        description="≤ 3 min per case on 2 CPU cores",
+        n_reference=100_000,
+        n_output=100_000,
+    ),
     "large": Tier(
-        "large", n_eval=4000, budget_seconds=3600.0, description="for a GPU, checkpointed per step"
+        "large",
+        n_eval=4000,
+        budget_seconds=3600.0,
+        description="for a GPU, checkpointed per step",
+        n_reference=400_000,
+        n_output=400_000,
     ),
 }
 

@@ -50,6 +50,7 @@ from wgfbench.context import Context, get_tier
 from wgfbench.errors import BudgetExceeded, ConfigError, UnknownNameError, WgfbenchError
 from wgfbench.host import Host, default_host
 from wgfbench.metrics import MetricRow, ScoreCache, Scorer, resample
+from wgfbench.metrics.cache import FloorCache
 from wgfbench.problem import Problem, solver_scope
 from wgfbench.seeding import new_scoring_salt, salt_digest, seed_everything, seed_from, solver_seed
 from wgfbench.solver import Solver, problem_as_seen_by, support_reason
@@ -514,9 +515,25 @@ class CaseOutcome:
 
 
 def _score(
-    problem: Problem, plan: Plan, case: Case, trajectory: Trajectory, cache: ScoreCache | None, salt: str
+    problem: Problem,
+    plan: Plan,
+    case: Case,
+    trajectory: Trajectory,
+    cache: ScoreCache | None,
+    salt: str,
+    host: Host,
+    floors: FloorCache | None,
 ) -> list[MetricRow]:
-    scorer = Scorer(problem, get_tier(plan.tier), plan.base_seed, case.repetition, cache, salt=salt)
+    scorer = Scorer(
+        problem,
+        get_tier(plan.tier),
+        plan.base_seed,
+        case.repetition,
+        cache,
+        salt=salt,
+        metrics=host.metrics,
+        floors=floors,
+    )
     return scorer.score(trajectory)
 
 
@@ -531,6 +548,7 @@ def run_case(
     cache: ScoreCache | None = None,
     progress: Callable[[int, int], None] | None = None,
     salt: str = "",
+    floors: FloorCache | None = None,
 ) -> CaseOutcome:
     """Run one case in isolation and return its outcome (nothing is written but artefacts).
 
@@ -624,7 +642,7 @@ def run_case(
 
         stage = "score"
         with _stopwatch(device, timings, "score_seconds"):
-            metric_rows = _score(problem, plan, case, trajectory, cache, salt)
+            metric_rows = _score(problem, plan, case, trajectory, cache, salt, host, floors)
         for r in metric_rows:
             rows.append(
                 {"t": float(r.t), "step": int(r.step), "metric": str(r.metric), "value": float(r.value)}
@@ -800,6 +818,7 @@ def run_plan(
     console: Any = None,
     command: Sequence[str] | None = None,
     salt: str | None = None,
+    floors: FloorCache | None = None,
 ) -> RunResult:
     """Run every case of ``plan`` into the run directory ``out`` and consolidate it.
 
@@ -810,7 +829,9 @@ def run_plan(
     re-raised. ``console`` (a :class:`rich.console.Console`) receives per-case status lines;
     ``progress`` shows a progress bar on it. ``salt`` reproduces the scores of an earlier run (its
     ``manifest["scoring"]["salt"]``); by default a new run draws a secret salt
-    (:func:`_scoring_salt`).
+    (:func:`_scoring_salt`). ``floors`` is the on-disk floor cache (the user's cache directory by
+    default; ``FloorCache(enabled=False)`` bypasses it). Cases run grouped by problem and
+    repetition, so the scorer's large reference draws are built once and shared by every solver.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -875,6 +896,9 @@ def run_plan(
         console = Console(stderr=True)
 
     cache = ScoreCache()
+    floors = floors if floors is not None else FloorCache()
+    order = {name: i for i, name in enumerate(dict.fromkeys(c.problem for c in plan.cases))}
+    todo.sort(key=lambda c: (order[c.problem], c.repetition))
 
     ran = 0
     interrupted = False
@@ -905,7 +929,9 @@ def run_plan(
                 def hook(done_: int, total_: int, _inner=inner) -> None:
                     bar.update(_inner, completed=done_, total=total_)
 
-            outcome = run_case(case, key, plan, out, run_id, host=host, cache=cache, progress=hook, salt=salt)
+            outcome = run_case(
+                case, key, plan, out, run_id, host=host, cache=cache, progress=hook, salt=salt, floors=floors
+            )
             store.write_case(out, outcome.record, outcome.results)
             ran += 1
             if console is not None:

@@ -7,15 +7,15 @@ r"""The trivial baselines: the floor of usefulness every solver must beat.
   reference). Problems whose flow has no known stationary law (the porous medium spreads forever)
   are skipped with that reason.
 
-Both draw ``n_particles`` fresh samples per snapshot (the tier's ``n_eval`` by default) with
+Both draw ``n_particles`` fresh samples per snapshot (the tier's ``n_output`` by default) with
 :math:`\log\rho` where the law has a density, from the case's own generator, so they are scored
 exactly like the calibration row ``reference``. A solver that ranks below either one on a problem
 has not learnt the flow there; the leaderboard says so. They are rows with ``role = "baseline"``:
 they see the whole problem (``equilibrium`` needs :math:`\rho_\infty`) and are never ranked as
 solvers.
 
-Hyperparameters: none besides the sample size, which matches the scorer's ``n_eval`` so that
-their scores carry the same sampling noise as ``reference``.
+Hyperparameters: none besides the sample size, the scorer's ``n_output`` like ``reference``, so
+that their scores carry the same (small) sampling noise.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from wgfbench.trajectory import ParticleSnapshot, Trajectory
 
 
 class BaselineConfig(SolverConfig):
-    """``n_particles``: samples per snapshot (``None``: the tier's ``n_eval``)."""
+    """``n_particles``: samples per snapshot (``None``: the tier's ``n_output``)."""
 
     n_particles: PositiveInt | None = None
 
@@ -44,7 +44,7 @@ class _SamplingBaseline(Solver):
     role = "baseline"
     Config = BaselineConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        tier: {"n_particles": spec.n_eval} for tier, spec in TIERS.items()
+        tier: {"n_particles": spec.n_output} for tier, spec in TIERS.items()
     }
     config: BaselineConfig
 
@@ -53,7 +53,7 @@ class _SamplingBaseline(Solver):
 
     def solve(self, problem: Problem, ctx: Context) -> Trajectory:
         """One snapshot of ``n_particles`` draws of :meth:`law` per ``problem.times``; no steps."""
-        n = self.config.n_particles or ctx.tier.n_eval
+        n = self.config.n_particles or ctx.tier.n_output
         snapshots = []
         for k, t in enumerate(problem.times):
             ctx.check_budget()

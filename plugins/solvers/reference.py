@@ -4,9 +4,10 @@ r"""The calibration row: fresh exact samples of the problem's own reference.
 draws of :math:`\rho(t)` from ``problem.reference`` (with :math:`\log\rho(t)` at the samples where
 the reference has a density), using the case's own generator, so its draws are independent of the
 scorer's reference draw (whose seed never involves the solver). Every metric it gets is therefore
-the metric's own noise level: its W2 should sit at ``w2_floor`` (within a factor 2), its
-``rel_error`` near the smallest a solver can reach at that ``n_eval``, and its energy error at the
-estimator's spread. A leaderboard without this row cannot tell a good solver from a noisy metric.
+the metric's own noise level: its scores sit at their floors, its ``rel_error`` is the smallest
+error the benchmark resolves on that problem and tier (the resolution table), and its energy error
+is the estimator's spread. It hands over as many samples as the scorer uses (the tier's
+``n_output``, 10⁵ at the quick tier), as a push-forward solver can. A leaderboard without this row cannot tell a good solver from a noisy metric.
 
 For a ``"stationary"`` reference only :math:`\rho_\infty` is known: the snapshot at ``t = 0`` is
 drawn from ``problem.initial`` and every later one from :math:`\rho_\infty`. Only the final one is
@@ -28,7 +29,7 @@ from wgfbench.trajectory import ParticleSnapshot, Trajectory
 
 
 class ReferenceSamplerConfig(SolverConfig):
-    """``n_particles``: samples per snapshot; ``None`` means the tier's ``n_eval``.
+    """``n_particles``: samples per snapshot; ``None`` means the tier's ``n_output``.
     ``with_log_rho``: attach :math:`\\log\\rho(t)` at the samples where the law has a density."""
 
     n_particles: PositiveInt | None = None
@@ -52,7 +53,7 @@ class ReferenceSampler(Solver):
   year   = {2025}
 }"""
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        tier: {"n_particles": spec.n_eval} for tier, spec in TIERS.items()
+        tier: {"n_particles": spec.n_output} for tier, spec in TIERS.items()
     }
 
     config: ReferenceSamplerConfig
@@ -78,7 +79,7 @@ class ReferenceSampler(Solver):
 
     def solve(self, problem: Problem, ctx: Context) -> Trajectory:
         """One snapshot of fresh reference samples per ``problem.times``; no time steps."""
-        n = self.config.n_particles or ctx.tier.n_eval
+        n = self.config.n_particles or ctx.tier.n_output
         snapshots = []
         for k, t in enumerate(problem.times):
             ctx.check_budget()

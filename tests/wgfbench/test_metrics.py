@@ -3,6 +3,7 @@ the Scorer on a small 2-D Ornstein–Uhlenbeck problem built here from the contr
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -25,13 +26,16 @@ from wgfbench.metrics import (
     sliced_w2,
     w2,
 )
+from wgfbench.metrics.cache import FloorCache
 from wgfbench.problem import Box, Problem
 from wgfbench.references import DistributionPath, Gaussian, JKOIterates, Stationary
 from wgfbench.trajectory import GridSnapshot, ParticleSnapshot, StepRecord, Trajectory
 
 F64 = torch.float64
 SMOKE = TIERS["smoke"]  # n_eval = 500
-SMALL = Tier("test", n_eval=300, budget_seconds=10.0, description="fast scorer tests")
+SMALL = Tier(
+    "test", n_eval=300, budget_seconds=10.0, description="fast scorer tests", n_reference=3000, n_output=3000
+)
 
 
 def gen(seed: int) -> torch.Generator:
@@ -316,7 +320,9 @@ def test_scorer_is_deterministic_and_independent_of_the_particle_count():
     traj = exact_trajectory(ou_law, seed=4, n=200)  # fewer particles than n_eval: resampled with repeats
     a, b = Scorer(problem, SMALL, 0, 0).score(traj), Scorer(problem, SMALL, 0, 0).score(traj)
     assert a == b
-    assert by_metric(a, "w2_floor") != by_metric(Scorer(problem, SMALL, 1, 0).score(traj), "w2_floor")
+    other_seed = Scorer(problem, SMALL, 1, 0).score(traj)
+    assert by_metric(a, "w2") != by_metric(other_seed, "w2")  # another scoring draw
+    assert by_metric(a, "w2_floor") == by_metric(other_seed, "w2_floor")  # an expectation: public draws
     energies = by_metric(a, "energy")
     assert len(energies) == len(TIMES) and all(math.isfinite(v) for v in energies.values())
 
@@ -324,18 +330,51 @@ def test_scorer_is_deterministic_and_independent_of_the_particle_count():
 def test_cache_reuses_reference_draws_and_floors_across_trajectories():
     reference = CountingPath()
     problem = ou_problem("w2", reference=reference)
-    cache = ScoreCache()
-    first = Scorer(problem, SMALL, 0, 0, cache).score(exact_trajectory(ou_law, seed=5))
-    calls, size, misses = reference.sample_calls, len(cache), cache.misses
-    assert calls > 0 and size > 0
+    cache, floors = ScoreCache(), FloorCache(enabled=False)
+    first = Scorer(problem, SMALL, 0, 0, cache, floors=floors).score(exact_trajectory(ou_law, seed=5))
+    calls, size, misses, floor_misses = reference.sample_calls, len(cache), cache.misses, floors.misses
+    assert calls > 0 and size > 0 and floor_misses > 0
     # another "solver" on the same case: nothing is drawn or computed again
-    second = Scorer(problem, SMALL, 0, 0, cache).score(exact_trajectory(lambda t: ou_law(0.0), seed=6))
+    second = Scorer(problem, SMALL, 0, 0, cache, floors=floors).score(
+        exact_trajectory(lambda t: ou_law(0.0), seed=6)
+    )
     assert reference.sample_calls == calls and len(cache) == size and cache.misses == misses
-    assert cache.hits > 0
+    assert floors.misses == floor_misses and cache.hits > 0 and floors.hits > 0
     assert by_metric(first, "w2_floor") == by_metric(second, "w2_floor")
-    # another repetition is a different case: new draws
-    Scorer(problem, SMALL, 0, 1, cache).score(exact_trajectory(ou_law, seed=7))
-    assert reference.sample_calls > calls and len(cache) > size
+    # another repetition is a different scoring draw, but the same (public) floors
+    Scorer(problem, SMALL, 0, 1, cache, floors=floors).score(exact_trajectory(ou_law, seed=7))
+    assert reference.sample_calls > calls and len(cache) > size and floors.misses == floor_misses
+
+
+def test_floor_cache_persists_on_disk_and_no_cache_writes_nothing(tmp_path):
+    problem = ou_problem("w2")
+    traj = exact_trajectory(ou_law, seed=8)
+    rows = Scorer(problem, SMALL, 0, 0, floors=FloorCache(tmp_path)).score(traj)
+    files = list((tmp_path / "floors").glob("*.json"))
+    assert len(files) == 1 and "test__ou-2d" in files[0].name
+    again = FloorCache(tmp_path)  # a later run reads them: nothing recomputed
+    rows2 = Scorer(problem, SMALL, 0, 0, floors=again, salt="other").score(traj)
+    assert again.misses == 0 and again.hits > 0
+    assert by_metric(rows, "w2_floor") == by_metric(rows2, "w2_floor")
+    off = tmp_path / "off"
+    Scorer(problem, SMALL, 0, 0, floors=FloorCache(off, enabled=False)).score(traj)
+    assert not off.exists()
+    files[0].write_text("{not json")  # a damaged cache file is rebuilt, never fatal
+    damaged = FloorCache(tmp_path)
+    assert by_metric(Scorer(problem, SMALL, 0, 0, floors=damaged).score(traj), "w2_floor") == by_metric(
+        rows, "w2_floor"
+    )
+    assert damaged.misses > 0 and json.loads(files[0].read_text())
+
+
+def test_score_cache_drops_least_recently_used_arrays_beyond_its_budget():
+    cache = ScoreCache(max_bytes=3 * 800)
+    problem = ou_problem("w2")
+    for i in range(5):
+        cache.get_or_compute(ScoreCache.key(problem, 0, 0, 0.0, 100, f"x{i}"), lambda: torch.zeros(100, dtype=torch.float64))
+    assert len(cache) == 3 and cache.nbytes <= 3 * 800
+    assert ScoreCache.key(problem, 0, 0, 0.0, 100, "x4") in cache
+    assert ScoreCache.key(problem, 0, 0, 0.0, 100, "x0") not in cache
 
 
 def test_jko_scores_against_exact_jko_iterates():
@@ -514,12 +553,14 @@ def test_trajectory_error_weighs_every_snapshot_equally():
 
 
 def test_copying_the_scoring_draw_is_flagged_and_exact_samples_are_not():
-    problem = ou_problem("w2")
+    problem = ou_problem("sliced_w2")
     cache = ScoreCache()
     exact = Scorer(problem, SMALL, 0, 0, cache, salt="s1").score(exact_trajectory(ou_law, seed=23))
     assert by_metric(exact, "flag_suspect") == {-1: 0.0} and 0.5 < by_metric(exact, "floor_ratio")[-1] < 2
     draws = {
-        key[4]: cache.get_or_compute(key, lambda: None) for key in cache.keys() if key[6] == "draw:reference"
+        key[4]: cache.get_or_compute(key, lambda: None)
+        for key in cache.keys()
+        if key[6] == "reference:draw" and key[7] == "s1"
     }
     copied = Trajectory([ParticleSnapshot(t, draws[t]) for t in TIMES])
     rows = Scorer(problem, SMALL, 0, 0, cache, salt="s1").score(copied)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import ot
@@ -31,8 +33,9 @@ DTYPE = torch.float64
 #: Network-simplex iteration cap of :func:`w2`. POT's default (100 000) stops early with only a
 #: warning (6 % high at n = 5 000, d = 30, PROBLEMS.md); 10⁹ is never reached at n ≤ 10⁴.
 DEFAULT_NUM_ITER_MAX = 1_000_000_000
-#: Number of fixed directions of ``sliced_w2``.
-N_PROJECTIONS = 256
+#: Number of fixed directions of ``sliced_w2``: enough that the directions' own spread is far below
+#: the sampling noise at 10⁵ points (the scores at 64 and 256 directions agree to 2 % in 2-D).
+N_PROJECTIONS = 128
 
 _EMD_OPTIMAL = 1  # result_code of POT's network simplex: 0 infeasible, 1 optimal, 2 unbounded, 3 max iter
 
@@ -101,6 +104,8 @@ def w2(
     xs, ys = _points(x, "x"), _points(y, "y")
     if xs.shape[1] != ys.shape[1]:
         raise ValueError(f"x and y live in different dimensions: {xs.shape[1]} != {ys.shape[1]}")
+    if xs.shape[1] == 1 and a is None and b is None:  # exact in 1-D by quantiles, no n × m matrix
+        return math.sqrt(max(float(quantile_w2_sq(xs[:, 0], SortedSample.of(ys[:, 0]))[0]), 0.0))
     _check_dense_size(xs.shape[0], ys.shape[0], "w2")
     wa, wb = _histogram(a, xs.shape[0], "a"), _histogram(b, ys.shape[0], "b")
     cost_matrix = ot.dist(xs, ys)  # squared Euclidean
@@ -155,19 +160,92 @@ def sliced_w2(
 
     .. math:: SW_2 = \Big(\frac1L\sum_{l=1}^{L} W_2^2\big(\theta_l{}_\#\mu,\ \theta_l{}_\#\nu\big)\Big)^{1/2}
 
-    (Bonneel et al. 2015, eq. (9)), each 1-D :math:`W_2^2` exact (sorted quantiles), computed by
-    ``ot.sliced_wasserstein_distance(..., p=2, projections=...)``.
+    (Bonneel et al. 2015, eq. (9)), each 1-D :math:`W_2^2` exact (quantile functions).
 
     ``x`` (n, d), ``y`` (m, d), ``projections`` (L, d) unit rows (see :func:`sliced_projections`),
     optional weights ``a`` (n,), ``b`` (m,). Float64 on the CPU. Returns :math:`SW_2` (not squared).
+    With uniform weights the 1-D terms come from :func:`quantile_w2_sq` (cost O((n + m) L log n),
+    10⁵ points in a fraction of a second); weighted inputs go through
+    ``ot.sliced_wasserstein_distance(..., p=2, projections=...)`` (the tests check both agree).
     """
     xs, ys = _points(x, "x"), _points(y, "y")
     theta = _points(projections, "projections")
     if not xs.shape[1] == ys.shape[1] == theta.shape[1]:
         raise ValueError(f"dimension mismatch: x {xs.shape}, y {ys.shape}, projections {theta.shape}")
+    if a is None and b is None:
+        return sliced_w2_sorted(theta @ xs.T, SortedSample.of(theta @ ys.T))
     wa, wb = _histogram(a, xs.shape[0], "a"), _histogram(b, ys.shape[0], "b")
     value = ot.sliced_wasserstein_distance(xs, ys, wa, wb, p=2, projections=np.ascontiguousarray(theta.T))
     return float(value)
+
+
+@dataclass(frozen=True)
+class SortedSample:
+    """Uniform empirical measures on the line, one per row of ``values`` (L, m), each row sorted
+    ascending. Built once for a large reference draw (its projections on every direction, or
+    its radii) and reused against every output."""
+
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> SortedSample:
+        """From unsorted samples: (m,) or (L, m), each row one measure."""
+        return cls(np.sort(np.atleast_2d(np.asarray(samples, dtype=np.float64)), axis=-1))
+
+    @property
+    def size(self) -> int:
+        return self.values.shape[-1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes
+
+
+@lru_cache(maxsize=16)
+def _quantile_pieces(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (i, j) and lengths of the pieces of [0, 1] on which the quantile functions of
+    uniform n- and m-point measures are both constant: the breakpoints i/n and j/m, merged
+    exactly as integers in units of 1/(n m)."""
+    edges = np.union1d(np.arange(0, n * m + 1, m, dtype=np.int64), np.arange(0, n * m + 1, n, dtype=np.int64))
+    left = edges[:-1]
+    return left // m, left // n, np.diff(edges).astype(np.float64) / (n * m)
+
+
+def quantile_w2_sq(x: np.ndarray, y: SortedSample) -> np.ndarray:
+    r"""Exact 1-D :math:`W_2^2` between uniform empirical measures, row by row:
+
+    .. math:: W_2^2 = \int_0^1 \big|F_x^{-1}(q) - F_y^{-1}(q)\big|^2\,dq
+              = \sum_k \ell_k\,\big(x_{(i_k)} - y_{(j_k)}\big)^2
+
+    (Peyré & Cuturi 2019, Remark 2.30): a sum over the at most n + m − 1 pieces of [0, 1] on
+    which both quantile functions are constant, of lengths :math:`\ell_k`. When one size divides
+    the other (a 10³- or 10⁵-point output against a 10⁵-point reference) the pieces are blocks
+    and no index arrays are built. Differences are taken before squaring, so identical inputs
+    give exactly 0.
+
+    ``x``: (n,) or (L, n) samples (sorted here), ``y``: a :class:`SortedSample` with L rows.
+    Float64. Returns (L,) squared distances. Cost O((n + m) L) after sorting; no n × m matrix.
+    """
+    xs = np.sort(np.atleast_2d(np.asarray(x, dtype=np.float64)), axis=-1)
+    ys = y.values
+    if xs.shape[0] != ys.shape[0]:
+        raise ValueError(f"x has {xs.shape[0]} rows, y {ys.shape[0]}")
+    n, m = xs.shape[-1], ys.shape[-1]
+    if m % n == 0:
+        diff = ys.reshape(ys.shape[0], n, m // n) - xs[:, :, None]
+        return (diff * diff).mean(axis=(1, 2))
+    if n % m == 0:
+        diff = xs.reshape(xs.shape[0], m, n // m) - ys[:, :, None]
+        return (diff * diff).mean(axis=(1, 2))
+    i, j, widths = _quantile_pieces(n, m)
+    diff = xs[:, i] - ys[:, j]
+    return (diff * diff) @ widths
+
+
+def sliced_w2_sorted(x_proj: np.ndarray, y: SortedSample) -> float:
+    r""":math:`SW_2` from the output's projections ``x_proj`` (L, n) (:math:`\theta\,x^\top`) and
+    a reference's sorted projections ``y`` (:class:`SortedSample` with L rows), uniform weights."""
+    return math.sqrt(max(float(quantile_w2_sq(x_proj, y).mean()), 0.0))
 
 
 def _sqrtm_psd(s: np.ndarray) -> np.ndarray:
@@ -228,6 +306,8 @@ def radial_w2(
     if not xs.shape[1] == ys.shape[1] == c.shape[0]:
         raise ValueError(f"dimension mismatch: x {xs.shape}, y {ys.shape}, centre {c.shape}")
     rx, ry = np.linalg.norm(xs - c, axis=1), np.linalg.norm(ys - c, axis=1)
+    if a is None and b is None:
+        return math.sqrt(max(float(quantile_w2_sq(rx, SortedSample.of(ry))[0]), 0.0))
     wa, wb = _histogram(a, xs.shape[0], "a"), _histogram(b, ys.shape[0], "b")
     return math.sqrt(max(float(ot.wasserstein_1d(rx, ry, wa, wb, p=2)), 0.0))
 
