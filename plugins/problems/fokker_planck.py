@@ -23,11 +23,11 @@ Problems registered here (all lazily, through factories):
 * ``fokker-planck/ou-{1,2,10,32}d``: diagonal :math:`A` with distinct entries; references ``"pde"``
   (exact Gaussian path) and ``"jko"`` (exact JKO iterates); primary metric ``bures_w2``;
 * ``fokker-planck/ou-rotated-2d``: a rotated, non-diagonal :math:`A`; ``"pde"`` only;
-* ``fokker-planck/mixture-2d``: a three-component Gaussian mixture; primary metric ``w2``;
+* ``fokker-planck/mixture-2d``: a three-component Gaussian mixture; primary metric ``sliced_w2``;
 * ``fokker-planck/box-1d``: linear potential :math:`V=-gx` on :math:`[0,1]` with no-flux walls and
   the exact Cancès–Gallouët–Todeschi solution (:class:`BoxProfile`); primary metric ``w2``;
 * ``fokker-planck/four-wells-2d``: KL to a four-Gaussian mixture (Deep JKO §4.1,
-  :class:`MixtureWells`); stationary reference :math:`q`; primary metric ``energy_gap``.
+  :class:`MixtureWells`); stored fv-jko reference; primary metric ``sliced_w2``.
 
 Every law is computed in float64 on the CPU; the potential itself follows the device and dtype of
 its argument, so solvers can evaluate it on their own device.
@@ -491,7 +491,7 @@ def make_mixture_2d() -> Problem:
         times=TIMES,
         dt=DT,
         references={"pde": flow.mixture_path(initial), "stationary": well.stationary()},
-        primary_metric="w2",
+        primary_metric="sliced_w2",
         box=gaussian_box(moments),
         initial_family=InitialFamily(
             "random Gaussian mixtures (2-3 components, random weights, means U[-3,3]^2, diagonal "
@@ -790,7 +790,7 @@ def make_four_wells_2d(numerical: bool = True) -> Problem:
         times=FOUR_WELLS_TIMES,
         dt=FOUR_WELLS_DT,
         references={"pde": pde, "stationary": stationary},
-        primary_metric="w2" if numerical else "energy_gap",
+        primary_metric="sliced_w2" if numerical else "energy_gap",
         box=Box.cube(FOUR_WELLS_HALF_WIDTH, 2),
         version=1,
         description=(

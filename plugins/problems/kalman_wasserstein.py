@@ -22,7 +22,7 @@ Problems registered here (lazily, through factories):
 * ``kalman-wasserstein/elliptic-2d``: the elliptic inverse problem of Deep JKO §4.4; the reference
   (version 2) is the flow itself, a stored many-particle ensemble Kalman sampler run
   (:func:`elliptic_eks`, a :class:`~wgfbench.numerical.ParticlePath`); ``references["stationary"]``
-  is the posterior, tabulated by quadrature on a fine grid; primary metric ``w2``.
+  is the posterior, tabulated by quadrature on a fine grid; primary metric ``sliced_w2``.
 
 Every problem here has ``references["stationary"]``: the posterior :math:`\pi`, with
 :math:`\mathcal E(\pi) = -\log Z`.
@@ -772,7 +772,7 @@ def make_elliptic_2d() -> Problem:
         times=ELLIPTIC_TIMES,
         dt=ELLIPTIC_DT,
         references={"pde": elliptic_reference(), "stationary": stationary},
-        primary_metric="w2",
+        primary_metric="sliced_w2",
         mobility=Mobility(kind="kalman"),
         box=Box((-7.0, 88.0), (ELLIPTIC_BOX_U1_HIGH, 112.0)),
         initial_family=InitialFamily(
