@@ -1,14 +1,14 @@
-"""Leaderboards: solvers ranked per problem by ``rel_error``, a cross-problem performance profile,
-failures listed by name, and figures of the error against time.
+"""Leaderboards: rows ranked per problem by ``trajectory_error`` with an uncertainty interval, a
+cross-problem performance profile, failures listed by name, and figures of the error against time.
 
 Input is one or more run directories (``manifest.json``, ``cases.parquet``, ``results.parquet`` in
 the public long schema ``run_id, solver, problem, seed, t, step, metric, value``). Runs of one tier
 may be combined (a solver run separately, a rerun of a failed case); a case ``(solver, problem,
 seed)`` present in several runs is taken from the newest run, and the leaderboard says so.
 
-Ranking statistic per problem (lower is better)::
+Score per (row, problem) (lower is better)::
 
-    score(solver) = median over ok seeds s of trajectory_error_s,
+    score(row) = median over ok seeds s of v_s,          v_s = trajectory_error of seed s,
     trajectory_error = (1/K) Σ_{k=1..K} rel_error(t_k)      over the K snapshot times t_k > 0,
     rel_error(t) = D(ρ_solver(t), ρ_ref(t)) / D(ρ_0, ρ_ref(t)) (+ mass penalty for grids),
 
@@ -18,18 +18,59 @@ counts equally: an output that jumps to ρ∞ pays for the transient it skipped.
 reference is stationary-only rank the end state alone and are marked so. The final-time
 ``rel_error`` is its own column.
 
+Interval per (row, problem), columns ``low`` and ``high``:
+
+* n ≥ 2 seeds with a score: [min_s v_s, max_s v_s]. Each repetition varies both the solver's seed
+  and the scorer's reference draw, so the v_s are independent draws of the row's score; for n
+  seeds the chance that the population median lies outside [min, max] is 2·2^-n (both ends miss
+  only if all n draws fall on one side), so [min, max] of 3 seeds is a 75 % distribution-free
+  interval for the median, of 5 seeds a 94 % one.
+* one seed: [v − f, v + f] with f the case's ``trajectory_floor`` (the trajectory_error that
+  independent exact samples of the same size score: the scoring noise), when the scorer wrote it;
+  otherwise the degenerate [v, v]. ``interval_source`` says which (``seeds``, ``floor``, ``point``).
+
+Rank (ties shared, visible as equal numbers): among the ranked rows of a problem,
+
+    rank(row) = 1 + |{ranked rows r : high_r < low_row}|,
+
+the number of rows whose interval lies strictly below this row's. Rows whose intervals overlap
+are not told apart by either one, so neither counts for the other; a row strictly below another
+always ranks strictly above it. The rule is not transitive: with intervals A < C strictly and B
+overlapping both, A and B share rank 1 and C has rank 2.
+
+At the floor (``at_floor``): a ranked row whose interval overlaps (high ≥ low_ref and
+low ≤ high_ref) the interval of the calibration row ``reference`` (exact samples: the scoring
+noise) on that problem; the reference row itself is not marked. Such a row is as good as the
+metric can tell; shown "≈ ref". A row strictly below the reference interval is genuinely better
+than exact samples of the same size and ranks strictly above ``reference``. A row at the floor
+ranks above ``reference`` only when it also overlaps a row that lies strictly below the reference
+interval (a row that is itself genuinely better); in particular, when no row is strictly below the
+reference interval, ``reference`` has rank 1 and nothing ranks above it.
+
 Rows have a role (``cases.parquet``): ``solver``, ``baseline`` (``frozen``, ``equilibrium``: the floor
 of usefulness) or ``calibration`` (``reference``: exact samples). All rows are ranked together so
-that a solver below a trivial baseline shows it, and each solver row says which baselines it fails
-to beat; the summary covers solver rows only. A row with a case flagged ``flag_suspect`` (a score
-far below its own noise floor) or ``flag_mass`` (lost, invented or negative mass beyond the
-tolerance, for a PDE that conserves mass; the penalty is also in its score) is shown with its
-score but not ranked.
+that a solver below a trivial baseline shows it. A solver row *fails to beat* a baseline unless its
+interval lies strictly below the baseline's (high_solver < low_baseline): overlapping a trivial
+baseline is not beating it. The summary covers solver rows only. A row with a case flagged
+``flag_suspect`` (a score far below its own noise floor) or ``flag_mass`` (lost, invented or
+negative mass beyond the tolerance, for a PDE that conserves mass; the penalty is also in its
+score) is shown with its score but not ranked (and never marked at the floor).
 
-The cross-problem summary is a performance profile in the sense of Dolan & Moré (2002), "Benchmarking
-optimization software with performance profiles", Math. Program. 91, eq. (1), evaluated at τ = 2:
-ρ_s(2) = |{p : r_{p,s} ≤ 2 min_{s'} r_{p,s'}}| / n_s, with r_{p,s} the score above, a failed problem
-counting as r = ∞ and n_s the number of problems solver s was run on.
+The summary ranks solver rows among themselves by the same interval rule (``solver_rank``; the
+calibration and baseline rows do not shift it): first places = problems where the solver's
+``solver_rank`` is 1 (ties share first place), mean rank = mean ``solver_rank`` over the problems
+where it is ranked, and the number of problems where it is at the floor. Its cross-problem
+measure is a performance profile in the sense of Dolan & Moré (2002), "Benchmarking optimization
+software with performance profiles", Math. Program. 91, eq. (1), evaluated at τ = 2:
+ρ_s(2) = |{p : r_{p,s} ≤ 2}| / n_s, n_s the number of problems solver s was run on, with the
+performance ratio (``profile_ratio``)
+
+    r_{p,s} = 1                                if s's interval overlaps that of the best solver b,
+            = score(s) / score(b)              otherwise,
+            = ∞                                if s has no ranked score on p (failed, flagged),
+
+where b is the ranked solver of p with the smallest score (ties: smaller ``high``, then name):
+a solver that the intervals cannot tell from the best is tied with it.
 """
 
 from __future__ import annotations
@@ -71,14 +112,20 @@ logger = logging.getLogger(__name__)
 CASE_KEY: tuple[str, str, str] = ("solver", "problem", "seed")
 CASE_COLUMNS: tuple[str, ...] = ("solver", "problem", "seed", "status")
 PROFILE_FACTOR = 2.0
-"""τ of the performance profile: a solver is 'within 2×' on a problem when its score is at most
-``PROFILE_FACTOR`` times the best score on that problem."""
+"""τ of the performance profile: a solver is 'within 2×' on a problem when its performance ratio
+(1 when its interval overlaps the best solver's, else its score over the best score) is at most
+``PROFILE_FACTOR``."""
+AT_FLOOR_MARK = "≈ ref"
+"""Shown after the score of a row whose interval overlaps the ``reference`` row's."""
+REFERENCE_ROW = ("reference", "calibration")
+"""(solver, role) of the row whose interval is the noise floor of a problem."""
 
 STATISTICS: tuple[str, ...] = ("median", "min", "max", "iqr")
 
 # quantity -> metric whose unit it carries
 QUANTITIES: dict[str, str] = {
     "trajectory_error": "trajectory_error",
+    "trajectory_floor": "trajectory_floor",
     "rel_error_final": "rel_error",
     "rel_error_mean": "rel_error",
     "w2_excess_final": "w2",
@@ -97,6 +144,10 @@ _FALLBACK_UNITS: dict[str, tuple[str, str]] = {
         "(share of the motion the solver got wrong)",
     ),
     "trajectory_error": ("1", "mean of rel_error over the snapshot times t > 0, equal weights"),
+    "trajectory_floor": (
+        "1",
+        "trajectory_error that independent exact samples of the same size score (the scoring noise)",
+    ),
     "w2": ("W2", "W2 distance (not squared) between solver output and reference samples"),
     "w2_floor": ("W2", "W2 (not squared) between two independent reference draws of the same size"),
     "energy_error": ("energy", "energy of the solver output minus the reference energy"),
@@ -236,11 +287,15 @@ def _problem_table(
     ranking score, module docstring); ``rel_error_final`` = rel_error_s(t_final);
     ``rel_error_mean`` = mean over snapshot times t > 0 of rel_error_s(t); ``w2_excess_final`` =
     W2_s(t_final) − W2floor_s(t_final) (W2, not squared); ``w2_floor_final``,
-    ``energy_error_final``, ``energy_gap_final`` at t_final; wall times per case. Each is summarised
-    over seeds by median, min, max and IQR. Also ``role``, ``suspect_seeds`` and ``mass_flag_seeds``
-    (seeds flagged), ``floor_ratio_median``, ``end_state_only`` and ``fails_to_beat``. Rank:
-    ascending median ``trajectory_error`` (ties share the lower rank); rows without it, or with a
-    suspect or mass-flagged seed, are unranked (rank <NA>).
+    ``energy_error_final``, ``energy_gap_final`` at t_final; ``trajectory_floor`` (per case);
+    wall times per case. Each is summarised over seeds by median, min, max and IQR. Also ``role``,
+    ``suspect_seeds`` and ``mass_flag_seeds`` (seeds flagged), ``floor_ratio_median``,
+    ``end_state_only``, the interval ``low``, ``high`` and ``interval_source`` (:func:`_interval`),
+    ``rank`` (interval rule among all ranked rows, :func:`_interval_ranks`), ``at_floor``,
+    ``solver_rank`` (the same rule among ranked solver rows only), ``profile_ratio`` (solver rows)
+    and ``fails_to_beat``; module docstring. Rows without a score, or with a suspect or
+    mass-flagged seed, are unranked (``rank`` and ``solver_rank`` <NA>, ``profile_ratio`` ∞ for a
+    solver row). Sorted by rank, then median, then name; unranked rows last.
     """
     rel = snap_p[(snap_p["metric"] == "rel_error") & (snap_p["t"] > 0)]
     if len(rel):
@@ -263,11 +318,13 @@ def _problem_table(
         per_seed["energy_error_final"] = _at_time(snap_p, "energy_error", t_final)
         per_seed["energy_gap_final"] = _at_time(snap_p, "energy_gap", t_final)
     per_seed["trajectory_error"] = per_case_rows["trajectory_error"]
+    per_seed["trajectory_floor"] = per_case_rows["trajectory_floor"]
     for column in ("solve_seconds", "prepare_seconds"):
         if column in per_case_p:
             per_seed[column] = per_case_p[column]
     flags = per_case_rows.reindex(per_seed.index)
     per_seed = per_seed.reindex(columns=list(QUANTITIES))
+    extras = _extra_metrics(snap_p) if not math.isnan(t_final) else []
 
     ok = cases_p["status"] == "ok"
     rows = []
@@ -284,27 +341,133 @@ def _problem_table(
         for quantity in QUANTITIES:
             for stat, value in _spread(mine[quantity]).items():
                 row[f"{quantity}_{stat}"] = value
+        row["low"], row["high"], row["interval_source"] = _interval(
+            mine["trajectory_error"], mine["trajectory_floor"]
+        )
         mine_flags = flags.loc[index] if len(ok_seeds) else flags.iloc[0:0]
         row["suspect_seeds"] = int((mine_flags["flag_suspect"] > 0).sum())
         row["mass_flag_seeds"] = int((mine_flags["flag_mass"] > 0).sum())
         row["floor_ratio_median"] = _spread(mine_flags["floor_ratio"])["median"]
         row["end_state_only"] = bool((mine_flags["end_state_only"] > 0).any())
+        for metric in extras:
+            values = _at_time(snap_p, metric, t_final).reindex(index) if len(ok_seeds) else pd.Series()
+            row[f"{EXTRA_PREFIX}{metric}"] = _spread(values)["median"]
         rows.append(row)
     table = pd.DataFrame(rows)
-    score = table["trajectory_error_median"].where(
-        (table["suspect_seeds"] == 0) & (table["mass_flag_seeds"] == 0)
+    ranked = (
+        table["trajectory_error_median"].notna()
+        & table["low"].notna()
+        & table["high"].notna()
+        & (table["suspect_seeds"] == 0)
+        & (table["mass_flag_seeds"] == 0)
     )
-    table.insert(0, "rank", score.rank(method="min").astype("Int64"))
+    table.insert(0, "rank", _interval_ranks(table["low"], table["high"], ranked))
+    table["at_floor"] = _at_floor(table, ranked)
+    is_solver = table["role"] == "solver"
+    table["solver_rank"] = _interval_ranks(table["low"], table["high"], ranked & is_solver)
+    table["profile_ratio"] = _profile_ratios(table, ranked & is_solver, is_solver)
     table["fails_to_beat"] = _fails_to_beat(table)
     table["_unranked"] = table["rank"].isna()
     table = (
-        table.sort_values(["_unranked", "rank", "solver"]).drop(columns="_unranked").reset_index(drop=True)
+        table.sort_values(["_unranked", "rank", "trajectory_error_median", "solver"])
+        .drop(columns="_unranked")
+        .reset_index(drop=True)
     )
     return table, t_final
 
 
+EXTRA_PREFIX = "final:"
+"""Per-problem table columns ``final:<metric>``: the median over seeds at the final time of a
+snapshot metric that a plugin registered (``wgfbench_register_metrics``)."""
+
+
+def _extra_metrics(snap_p: pd.DataFrame) -> list[str]:
+    """Snapshot metrics in the results that the built-in catalogue does not know: those plugins
+    added through ``wgfbench_register_metrics``; the leaderboard shows each at the final time."""
+    catalogue = getattr(importlib.import_module("wgfbench.metrics"), "METRICS", {}) or {}
+    return sorted(m for m in snap_p["metric"].unique() if m not in catalogue)
+
+
+def _interval(values: pd.Series, floors: pd.Series) -> tuple[float, float, str]:
+    """Interval of a row's score from its per-seed ``trajectory_error`` ``values`` and per-seed
+    ``trajectory_floor`` ``floors`` (same index): ``(low, high, source)``.
+
+    [min, max] over the seeds with a value when there are at least two (``"seeds"``; for n seeds a
+    2·2^-n chance that the population median lies outside: 75 % coverage at 3 seeds); with one
+    seed, value ± its ``trajectory_floor`` when that is finite and ≥ 0 (``"floor"``), else the
+    degenerate [v, v] (``"point"``); no value: (NaN, NaN, "")."""
+    v = values.dropna()
+    if len(v) >= 2:
+        return float(v.min()), float(v.max()), "seeds"
+    if len(v) == 1:
+        value = float(v.iloc[0])
+        floor = floors.reindex(v.index).iloc[0] if len(floors) else math.nan
+        if pd.notna(floor) and math.isfinite(float(floor)) and float(floor) >= 0:
+            return value - float(floor), value + float(floor), "floor"
+        return value, value, "point"
+    return math.nan, math.nan, ""
+
+
+def _interval_ranks(low: pd.Series, high: pd.Series, ranked: pd.Series) -> pd.Series:
+    """``1 + |{j ranked : high_j < low_i}|`` for each ranked row i, <NA> elsewhere (Int64): a row is
+    outranked only by rows whose interval lies strictly below its own; overlapping rows tie."""
+    lows = low.to_numpy(dtype=float)
+    highs = high.to_numpy(dtype=float)
+    mask = ranked.to_numpy(dtype=bool)
+    ranks = pd.array([pd.NA] * len(lows), dtype="Int64")
+    for i in np.flatnonzero(mask):
+        ranks[i] = 1 + int(np.sum(highs[mask] < lows[i]))
+    return pd.Series(ranks, index=low.index)
+
+
+def _overlaps(low: float, high: float, other_low: float, other_high: float) -> bool:
+    """Whether [low, high] and [other_low, other_high] share a point (NaN never overlaps)."""
+    return bool(high >= other_low and low <= other_high)
+
+
+def _at_floor(table: pd.DataFrame, ranked: pd.Series) -> pd.Series:
+    """Per row: ranked, not the reference row itself, and its interval overlaps the interval of
+    the calibration row ``reference`` of the problem (all False when there is none, or it has no
+    score)."""
+    solver, role = REFERENCE_ROW
+    is_reference = (table["solver"] == solver) & (table["role"] == role)
+    out = pd.Series(False, index=table.index)
+    if not is_reference.any():
+        return out
+    reference = table[is_reference].iloc[0]
+    for i, row in table.iterrows():
+        out[i] = bool(
+            ranked[i]
+            and not is_reference[i]
+            and _overlaps(row["low"], row["high"], reference["low"], reference["high"])
+        )
+    return out
+
+
+def _profile_ratios(table: pd.DataFrame, ranked_solvers: pd.Series, is_solver: pd.Series) -> pd.Series:
+    """Performance ratio of each solver row on this problem (module docstring): 1 when its
+    interval overlaps that of the best ranked solver (smallest median; then smaller ``high``, then
+    name), else its median over the best median; ∞ for an unranked solver row; NaN for the other
+    roles."""
+    out = pd.Series(np.where(is_solver, math.inf, math.nan), index=table.index, dtype=float)
+    candidates = table[ranked_solvers]
+    if not len(candidates):
+        return out
+    best = candidates.sort_values(["trajectory_error_median", "high", "solver"]).iloc[0]
+    for i, row in candidates.iterrows():
+        if _overlaps(row["low"], row["high"], best["low"], best["high"]):
+            out[i] = 1.0
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[i] = float(
+                    np.float64(row["trajectory_error_median"]) / np.float64(best["trajectory_error_median"])
+                )
+    return out
+
+
 CASE_FLAGS: tuple[str, ...] = (
     "trajectory_error",
+    "trajectory_floor",
     "end_state_only",
     "floor_ratio",
     "flag_suspect",
@@ -320,20 +483,21 @@ def _role(solver: str, cases: pd.DataFrame) -> str:
 
 
 def _fails_to_beat(table: pd.DataFrame) -> list[str]:
-    """Per solver row: the baselines whose median ``trajectory_error`` is at or below the row's
-    ("" when it beats them all, has no score, or is a baseline or the calibration row). On a
-    problem that ranks the end state alone, ``equilibrium`` *is* the answer up to noise, so it is
-    not a baseline to beat there."""
-    baselines = table[table["role"] == "baseline"]
+    """Per solver row: the baselines it does not beat, comma-separated ("" when it beats them all,
+    has no score, or is a baseline or the calibration row). A solver beats a baseline only when
+    its interval lies strictly below the baseline's (``high`` < the baseline's ``low``); a
+    baseline whose interval overlaps the solver's, or lies below it, is not beaten. On a problem
+    that ranks the end state alone, ``equilibrium`` *is* the answer up to noise, so it is not a
+    baseline to beat there."""
+    baselines = table[(table["role"] == "baseline") & table["low"].notna() & table["high"].notna()]
     if table["end_state_only"].any():
         baselines = baselines[baselines["solver"] != "equilibrium"]
     out = []
     for _, row in table.iterrows():
-        score = row["trajectory_error_median"]
-        if row["role"] != "solver" or pd.isna(score):
+        if row["role"] != "solver" or pd.isna(row["low"]) or pd.isna(row["high"]):
             out.append("")
             continue
-        beaten_by = baselines[baselines["trajectory_error_median"] <= score]["solver"]
+        beaten_by = baselines[~(row["high"] < baselines["low"])]["solver"]
         out.append(", ".join(beaten_by))
     return out
 
@@ -343,28 +507,28 @@ def _joined_names(names: pd.Series) -> str:
 
 
 def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per solver (rows of role ``solver`` only, ranked among solvers): problems run and ranked,
-    first places, mean rank, median of the per-problem scores, the performance profile ρ_s(τ=2) of
-    Dolan & Moré (2002), eq. (1), over the problems the solver was run on (a problem without a
-    score counts as not within; the best is taken over solvers), and the problems on which it
-    fails to beat a trivial baseline."""
+    """Per solver (rows of role ``solver`` only): problems run and ranked; first places (problems
+    where its ``solver_rank``, the interval rule among solver rows only, is 1: ties share first
+    place); mean ``solver_rank``; problems where it is at the floor; median of the per-problem
+    scores; the performance profile ρ_s(τ=2) of Dolan & Moré (2002), eq. (1), over the problems the
+    solver was run on, with the tie-aware ratio ``profile_ratio`` (1 when its interval overlaps the
+    best solver's; a problem without a ranked score counts as not within); and the problems on
+    which it fails to beat a trivial baseline."""
     records = []
     for problem, table in per_problem.items():
         solvers = table[table["role"] == "solver"]
-        # ranks among solvers only: the calibration and baseline rows must not shift mean ranks
-        scores = solvers["trajectory_error_median"].where(solvers["rank"].notna())
-        solver_rank = scores.rank(method="min")
-        best = scores.min(skipna=True)
-        for (_, row), score, rank in zip(solvers.iterrows(), scores, solver_rank, strict=True):
-            within = bool(pd.notna(score) and pd.notna(best) and score <= PROFILE_FACTOR * best)
+        for _, row in solvers.iterrows():
+            ranked = pd.notna(row["solver_rank"])
+            ratio = row["profile_ratio"]
             records.append(
                 {
                     "problem": problem,
                     "solver": row["solver"],
-                    "rank": rank,
-                    "first": bool(rank == 1),
-                    "score": score,
-                    "within": within,
+                    "rank": float(row["solver_rank"]) if ranked else math.nan,
+                    "first": bool(ranked and row["solver_rank"] == 1),
+                    "at_floor": bool(row["at_floor"]),
+                    "score": row["trajectory_error_median"] if ranked else math.nan,
+                    "within": bool(ranked and pd.notna(ratio) and ratio <= PROFILE_FACTOR),
                     "below_baseline": problem if row["fails_to_beat"] else "",
                 }
             )
@@ -374,6 +538,7 @@ def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "problems_ranked",
         "first_places",
         "mean_rank",
+        "problems_at_floor",
         "median_trajectory_error",
         "within_2x_best",
         "below_a_baseline",
@@ -387,12 +552,14 @@ def _summary(per_problem: dict[str, pd.DataFrame]) -> pd.DataFrame:
         problems_ranked=("rank", "count"),
         first_places=("first", "sum"),
         mean_rank=("rank", "mean"),
+        problems_at_floor=("at_floor", "sum"),
         median_trajectory_error=("score", "median"),
         within_2x_best=("within", "mean"),
         below_a_baseline=("below_baseline", _joined_names),
     )
     summary = summary.reset_index()
     summary["first_places"] = summary["first_places"].astype(int)
+    summary["problems_at_floor"] = summary["problems_at_floor"].astype(int)
     summary["_unranked"] = summary["mean_rank"].isna()
     summary = summary.sort_values(
         ["_unranked", "mean_rank", "within_2x_best", "median_trajectory_error", "solver"],
@@ -422,9 +589,21 @@ def _fmt_spread(row: pd.Series, quantity: str) -> str:
     return f"{_fmt(median)} [{_fmt(lo)}–{_fmt(hi)}]"
 
 
+def _fmt_interval(row: pd.Series) -> str:
+    """The ranking cell: ``median [low, high]`` (the median alone when the interval is a point),
+    followed by :data:`AT_FLOOR_MARK` when the row is at the floor."""
+    median, lo, hi = row["trajectory_error_median"], row["low"], row["high"]
+    if pd.isna(median):
+        return _MISSING
+    text = _fmt(median) if pd.isna(lo) or lo == hi else f"{_fmt(median)} [{_fmt(lo)}, {_fmt(hi)}]"
+    return f"{text} {AT_FLOOR_MARK}" if bool(row.get("at_floor", False)) else text
+
+
+_TRAJECTORY_HEADER = "trajectory error, median [interval]"
+
 # display header -> (quantity, with spread)
 _DISPLAY_COLUMNS: dict[str, tuple[str, bool]] = {
-    "trajectory error, median [min–max]": ("trajectory_error", True),
+    _TRAJECTORY_HEADER: ("trajectory_error", True),
     "rel_error final, median [min–max]": ("rel_error_final", True),
     "W2 − floor final, median [min–max]": ("w2_excess_final", True),
     "W2 floor final": ("w2_floor_final", False),
@@ -436,8 +615,9 @@ _DISPLAY_COLUMNS: dict[str, tuple[str, bool]] = {
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per-problem table as strings for reading: spreads as ``median [min–max]``, 3 significant
-    digits, columns that no solver has (e.g. W2 on an energy-gap problem) left out."""
+    """Per-problem table as strings for reading: the ranking score as ``median [low, high]`` with
+    "≈ ref" for rows at the floor, other spreads as ``median [min–max]``, 3 significant digits,
+    columns that no solver has (e.g. W2 on an energy-gap problem) left out."""
     out = pd.DataFrame(
         {
             "rank": [_fmt(r) for r in table["rank"]],
@@ -453,10 +633,14 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             "rel_error_final",
         ):
             continue
-        if spread:
+        if header == _TRAJECTORY_HEADER:
+            out[header] = [_fmt_interval(row) for _, row in table.iterrows()]
+        elif spread:
             out[header] = [_fmt_spread(row, quantity) for _, row in table.iterrows()]
         else:
             out[header] = [_fmt(v) for v in table[f"{quantity}_median"]]
+    for column in [c for c in table.columns if str(c).startswith(EXTRA_PREFIX)]:
+        out[f"{column[len(EXTRA_PREFIX) :]} (final)"] = [_fmt(v) for v in table[column]]
     out["flags"] = [_flags(row) for _, row in table.iterrows()]
     return out
 
@@ -489,6 +673,7 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
             ],
             "first places": summary["first_places"].astype(str),
             "mean rank": [_fmt(v) for v in summary["mean_rank"]],
+            f"at the floor ({AT_FLOOR_MARK})": summary["problems_at_floor"].astype(str),
             "median trajectory error": [_fmt(v) for v in summary["median_trajectory_error"]],
             f"share within {PROFILE_FACTOR:g}× best": [f"{v:.0%}" for v in summary["within_2x_best"]],
             "does not beat a trivial baseline on": [v or "—" for v in summary["below_a_baseline"]],
@@ -535,10 +720,12 @@ def slugify(name: str) -> str:
 
 
 def _metric_units(names: Sequence[str]) -> pd.DataFrame:
-    """Unit and meaning of each metric, from ``wgfbench.metrics.METRICS`` where it describes it."""
-    catalogue: dict[str, Any] = {}
-    if importlib.util.find_spec("wgfbench.metrics") is not None:
-        catalogue = getattr(importlib.import_module("wgfbench.metrics"), "METRICS", {}) or {}
+    """Unit and meaning of each metric, from the catalogue of the default host's metric registry
+    (built-ins and plugins' metrics) where it describes it."""
+    from wgfbench.host import default_host
+    from wgfbench.metrics.catalogue import catalogue as build_catalogue
+
+    catalogue: dict[str, Any] = build_catalogue(default_host().metrics)
     rows = []
     for name in names:
         info = catalogue.get(name)
@@ -556,14 +743,17 @@ def _metric_units(names: Sequence[str]) -> pd.DataFrame:
 
 @dataclass
 class Leaderboard:
-    """Solvers ranked per problem by the median over seeds of ``rel_error`` at the final snapshot.
+    """Rows ranked per problem by the median over seeds of ``trajectory_error`` and its interval
+    (module docstring: interval, tie rule, at-the-floor rule, profile).
 
-    ``per_problem[problem]`` has one row per solver: ``rank`` (nullable, <NA> when the solver has
-    no score), ``solver``, ``seeds_ok``, ``seeds_total`` and, for each quantity in
-    :data:`QUANTITIES`, the columns ``<quantity>_{median,min,max,iqr}`` over ok seeds.
-    ``summary`` has one row per solver (see :func:`_summary`); ``failures`` one row per failed case
-    (``solver, problem, seed, error_type, error, run_id``). ``figures`` maps a problem to its PNG,
-    ``files`` lists everything written (empty without ``out_dir``).
+    ``per_problem[problem]`` has one row per solver, baseline and calibration row: ``rank``
+    (nullable Int64, <NA> when the row has no score or is flagged; equal numbers are ties),
+    ``solver``, ``role``, ``seeds_ok``, ``seeds_total``, for each quantity in :data:`QUANTITIES`
+    the columns ``<quantity>_{median,min,max,iqr}`` over ok seeds, the interval ``low``, ``high``
+    and its ``interval_source``, ``at_floor``, ``solver_rank``, ``profile_ratio`` and
+    ``fails_to_beat``. ``summary`` has one row per solver (see :func:`_summary`); ``failures`` one
+    row per failed case (``solver, problem, seed, error_type, error, run_id``). ``figures`` maps a
+    problem to its PNG, ``files`` lists everything written (empty without ``out_dir``).
     """
 
     tier: str
@@ -592,13 +782,14 @@ class Leaderboard:
 
     def tidy(self) -> pd.DataFrame:
         """Long form of the per-problem tables: one row per (problem, solver, quantity, statistic)
-        with the rank, seed counts and the unit of the quantity; this is ``leaderboard.csv``."""
+        with the rank, the ranking interval (``low``, ``high``), ``at_floor``, seed counts and the
+        unit of the quantity; this is ``leaderboard.csv``."""
         units = dict(zip(self.metric_units.get("metric", []), self.metric_units.get("unit", []), strict=True))
         frames = []
         for problem, table in self.per_problem.items():
             value_columns = [f"{q}_{s}" for q in QUANTITIES for s in STATISTICS]
             long = table.melt(
-                id_vars=["rank", "solver", "role", "seeds_ok", "seeds_total"],
+                id_vars=["rank", "low", "high", "at_floor", "solver", "role", "seeds_ok", "seeds_total"],
                 value_vars=value_columns,
                 var_name="column",
                 value_name="value",
@@ -611,8 +802,24 @@ class Leaderboard:
             long.insert(2, "t_final", self.final_times.get(problem, math.nan))
             long.insert(0, "tier", self.tier)
             frames.append(long.drop(columns="column"))
-        order = ["tier", "problem", "problem_version", "t_final", "solver", "role", "rank", "seeds_ok"]
-        order += ["seeds_total"]
+            extra = [c for c in table.columns if str(c).startswith(EXTRA_PREFIX)]
+            if extra:
+                more = table.melt(
+                    id_vars=["rank", "low", "high", "at_floor", "solver", "role", "seeds_ok", "seeds_total"],
+                    value_vars=extra,
+                    var_name="quantity",
+                    value_name="value",
+                )
+                more["quantity"] = more["quantity"].str[len(EXTRA_PREFIX) :]
+                more["statistic"] = "median"
+                more["unit"] = more["quantity"].map(lambda q: units.get(q, ""))
+                more.insert(0, "problem", problem)
+                more.insert(1, "problem_version", self.problem_versions.get(problem, ""))
+                more.insert(2, "t_final", self.final_times.get(problem, math.nan))
+                more.insert(0, "tier", self.tier)
+                frames.append(more)
+        order = ["tier", "problem", "problem_version", "t_final", "solver", "role", "rank", "low", "high"]
+        order += ["at_floor", "seeds_ok", "seeds_total"]
         order += ["quantity", "statistic", "value", "unit"]
         if not frames:
             return pd.DataFrame()
@@ -627,20 +834,31 @@ class Leaderboard:
                 shown = ", ".join(f"{k} {v}" for k, v in sorted(run.versions.items()))
                 lines.append(f"  - versions: {shown}")
         lines.append(
-            "- Ranked by the median over seeds of `trajectory_error`, the mean of `rel_error` over "
-            "every snapshot t > 0 with equal weights (lower is better); the final-time `rel_error` is "
-            "its own column; spreads are [min–max] over seeds; W2 is a distance (not squared)."
+            "- Score: the median over seeds of `trajectory_error`, the mean of `rel_error` over every "
+            "snapshot t > 0 with equal weights (lower is better); the final-time `rel_error` is its own "
+            "column; other spreads are [min–max] over seeds; W2 is a distance (not squared)."
+        )
+        lines.append(
+            "- Interval [low, high] of the score: [min, max] over the seeds (with n seeds the median "
+            "lies outside with chance 2·2^-n: 75 % coverage at 3 seeds); with one seed, the score ± "
+            "its `trajectory_floor` (scoring noise) when scored, else the score alone. Rank = 1 + the "
+            "number of rows whose interval lies strictly below the row's: overlapping intervals share "
+            f"a rank. '{AT_FLOOR_MARK}': the interval overlaps that of `reference` (at the floor: as "
+            "good as the metric can tell)."
         )
         lines.append(
             "- `frozen` (ρ0 forever) and `equilibrium` (ρ∞ for t > 0) are the trivial baselines, "
             "`reference` (exact samples) the calibration row; they see the problem's references and "
             "are ranked beside the solvers but never counted as solvers. 'does not beat' names the "
-            "baselines a solver fails to beat; SUSPECT rows scored far below their noise floor and are "
-            "not ranked; grid outputs pay |mass − 1| + negative mass in `rel_error`."
+            "baselines whose interval the solver's does not lie strictly below; SUSPECT rows scored "
+            "far below their noise floor and are not ranked; grid outputs pay |mass − 1| + negative "
+            "mass in `rel_error`."
         )
         lines.append(
-            f"- Summary: 'share within {PROFILE_FACTOR:g}× best' is the performance profile "
-            f"ρ(τ={PROFILE_FACTOR:g}) of Dolan & Moré (2002) over the problems each solver was run on."
+            "- Summary: ranks among solvers only, by the same interval rule (ties share first place); "
+            f"'share within {PROFILE_FACTOR:g}× best' is the performance profile ρ(τ={PROFILE_FACTOR:g}) "
+            "of Dolan & Moré (2002) over the problems each solver was run on, a solver whose interval "
+            "overlaps the best solver's counting as ratio 1."
         )
         return lines
 
@@ -672,8 +890,9 @@ class Leaderboard:
 
     def matrix(self) -> pd.DataFrame:
         """Problem × row matrix of the median ``trajectory_error`` as strings, rows in the order of
-        the summary (solvers), then calibration and baselines. Marks: ``*`` the best ranked solver
-        of the problem, ``↓`` does not beat a trivial baseline, ``!`` suspect (not ranked), ``m``
+        the summary (solvers), then calibration and baselines. Marks: bold the solvers in first
+        place (``solver_rank`` 1: ties share it), ``≈`` at the floor (interval overlaps
+        ``reference``'s), ``↓`` does not beat a trivial baseline, ``!`` suspect (not ranked), ``m``
         mass violated; ``—`` not run (unsupported) or no score."""
         solvers = list(self.summary["solver"]) if len(self.summary) else []
         others: list[str] = []
@@ -690,8 +909,7 @@ class Leaderboard:
         rows = []
         for problem, table in self.per_problem.items():
             indexed = table.set_index("solver")
-            solver_rows = table[(table["role"] == "solver") & table["rank"].notna()]
-            best = solver_rows["solver"].iloc[0] if len(solver_rows) else None
+            first = set(table.loc[(table["role"] == "solver") & (table["solver_rank"] == 1), "solver"])
             row = {"problem": f"`{problem}`" + (" (end state)" if table["end_state_only"].any() else "")}
             for name in columns:
                 if name not in indexed.index or pd.isna(indexed.loc[name, "trajectory_error_median"]):
@@ -699,9 +917,10 @@ class Leaderboard:
                     continue
                 entry = indexed.loc[name]
                 text = f"{entry['trajectory_error_median']:.3f}"
-                if name == best:
+                if name in first:
                     text = f"**{text}**"
-                marks = ("↓" if entry["fails_to_beat"] else "") + ("!" if entry["suspect_seeds"] else "")
+                marks = "≈" if entry["at_floor"] else ""
+                marks += ("↓" if entry["fails_to_beat"] else "") + ("!" if entry["suspect_seeds"] else "")
                 marks += "m" if entry["mass_flag_seeds"] else ""
                 row[name] = text + marks
             rows.append(row)
@@ -711,9 +930,12 @@ class Leaderboard:
         """The markdown of :meth:`matrix` with its legend: what the README shows."""
         legend = (
             "Median over seeds of `trajectory_error` (mean `rel_error` over every snapshot t > 0; "
-            "lower is better). **Bold**: best solver of the problem; ↓: does not beat a trivial "
-            "baseline (`frozen`, `equilibrium`); !: scored far below its noise floor (not ranked); "
-            "m: grid mass violated; —: not supported. `reference` is exact samples (the noise level)."
+            "lower is better). Interval: [min, max] over seeds (± `trajectory_floor` for a single "
+            "seed). **Bold**: first place among solvers — no other solver's interval lies strictly "
+            "below its own (ties share first place); ≈: its interval overlaps `reference`'s (at the "
+            "noise floor); ↓: its interval is not strictly below a trivial baseline's (`frozen`, "
+            "`equilibrium`); !: scored far below its noise floor (not ranked); m: grid mass violated; "
+            "—: not supported. `reference` is exact samples (the noise level)."
         )
         return f"{_markdown_table(self.matrix())}\n\n{legend}\n"
 
@@ -879,11 +1101,13 @@ def _deduplicate(cases: pd.DataFrame, runs: list[RunInfo]) -> tuple[pd.DataFrame
 def build_leaderboard(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None) -> Leaderboard:
     """Rank solvers per problem over one or more run directories of the same tier.
 
-    Per problem: median over seeds of ``rel_error`` at the final snapshot (the ranking score;
-    lower is better), its [min–max] and IQR over seeds, ``rel_error`` averaged over the snapshot
-    times t > 0, the W2 excess over the floor at the final time (W2 − W2_floor, W2 not squared),
-    energy error or gap at the final time, and median solve and prepare wall times. Failed cases
-    go to ``failures``; a solver with no ok seed is listed unranked. Summary: see module docstring.
+    Per problem: median over seeds of ``trajectory_error`` (the ranking score; lower is better)
+    with its interval ([min, max] over seeds, or ± ``trajectory_floor`` for a single seed), rank by
+    the interval rule (overlapping intervals tie), at-the-floor mark, final-time ``rel_error``,
+    ``rel_error`` averaged over the snapshot times t > 0, the W2 excess over the floor at the final
+    time (W2 − W2_floor, W2 not squared), energy error or gap at the final time, and median solve
+    and prepare wall times. Failed cases go to ``failures``; a solver with no ok seed is listed
+    unranked. Rules and summary: see module docstring.
 
     Parameters
     ----------
@@ -983,7 +1207,21 @@ def build_leaderboard(run_dirs: Sequence[Path | str], out_dir: Path | str | None
         final_times=final_times,
         problem_versions=problem_versions,
         notes=notes,
-        metric_units=_metric_units(list(dict.fromkeys(QUANTITIES.values()))),
+        metric_units=_metric_units(
+            list(
+                dict.fromkeys(
+                    [
+                        *QUANTITIES.values(),
+                        *(
+                            str(c)[len(EXTRA_PREFIX) :]
+                            for table in per_problem.values()
+                            for c in table.columns
+                            if str(c).startswith(EXTRA_PREFIX)
+                        ),
+                    ]
+                )
+            )
+        ),
         out_dir=Path(out_dir) if out_dir is not None else None,
     )
     if board.out_dir is not None:
