@@ -28,6 +28,7 @@ from wgfbench import store
 from wgfbench.context import TIERS
 from wgfbench.errors import WgfbenchError
 from wgfbench.host import Host, default_host
+from wgfbench.metrics.cache import FloorCache
 from wgfbench.runner import DTYPES, Plan, default_run_dir, make_plan, overrides_from_options, run_plan
 
 KEY_METRICS: tuple[str, ...] = ("rel_error", "w2", "w2_floor", "energy_error", "energy_gap")
@@ -329,6 +330,12 @@ def _grouped_skips(skips: Sequence[tuple[str, str, str]]) -> list[tuple[str, str
     help="Score with this scoring salt (from an earlier run's manifest.json, scoring.salt) to reproduce "
     "its numbers exactly. Such a run is marked as reproduced: its salt was not secret.",
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Compute noise floors and rho_0 distances afresh instead of reading and writing the on-disk "
+    "cache (the user's cache directory, or $WGFBENCH_CACHE_DIR).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (status lines are still printed).")
 def run_command(
@@ -345,6 +352,7 @@ def run_command(
     resume: bool,
     retry_failed: bool,
     salt: str | None,
+    no_cache: bool,
     dry_run: bool,
     no_progress: bool,
 ) -> None:
@@ -390,6 +398,7 @@ def run_command(
             console=console,
             command=["wgfbench", *sys.argv[1:]],
             salt=salt,
+            floors=FloorCache(enabled=not no_cache),
         )
     except KeyboardInterrupt:
         done = len(store.committed_cases(out))
@@ -406,6 +415,82 @@ def run_command(
         f"skipped; {result.ran} ran now, {result.reused} kept from before. Run directory: {out}\n"
         f"Inspect with: wgfbench show {out}"
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# resolution and floors
+
+
+def _run_reference(
+    problems: Sequence[str], tier: str, seeds: int, out: Path, no_cache: bool, console: Console
+) -> Plan:
+    try:
+        plan = make_plan(["reference"], list(problems), seeds=seeds, tier=tier)
+    except WgfbenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    floors = FloorCache(enabled=not no_cache)
+    console.print(f"Scoring {len(plan.cases)} reference case(s); floor cache: {floors.directory}")
+    run_plan(plan, out, progress=True, console=console, command=["wgfbench", *sys.argv[1:]], floors=floors)
+    return plan
+
+
+@main.command("resolution")
+@click.option("-p", "--problem", "problems", multiple=True, default=("*",), show_default=True, metavar="PAT")
+@click.option("--tier", type=click.Choice(list(TIERS)), default="quick", show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for the run and the table (resolution-<tier>.md, .csv); default: a new run dir.",
+)
+@click.option("--no-cache", is_flag=True, help="Recompute floors instead of using the on-disk cache.")
+def resolution_command(
+    problems: Sequence[str], tier: str, seeds: int, out: Path | None, no_cache: bool
+) -> None:
+    """Measure the resolution of a tier: the exact `reference` row's final rel_error per problem.
+
+    Runs `reference` (fresh exact samples) on the selected problems with --seeds repetitions,
+    prints the table (median over seeds) and writes it as markdown and CSV beside the run. Also
+    fills the floor cache for those problems.
+    """
+    from wgfbench.reports.resolution import resolution_table, to_markdown
+
+    console = _console()
+    out = out if out is not None else default_run_dir(f"resolution-{tier}")
+    run_dir = out / "run"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise click.UsageError(f"{run_dir} is not empty: choose a new --out")
+    _run_reference(problems, tier, seeds, run_dir, no_cache, console)
+    host = wgfbench.default_host()
+    table = resolution_table(run_dir, {name: wgfbench.get_problem(name) for name in host.problems})
+    spec = TIERS[tier]
+    sizes = f"n_output {spec.n_output}, n_reference {spec.n_reference}, n_eval {spec.n_eval}"
+    markdown = to_markdown(table, tier, "wgfbench " + " ".join(sys.argv[1:]), sizes)
+    (out / f"resolution-{tier}.md").write_text(markdown)
+    table.to_csv(out / f"resolution-{tier}.csv", index=False)
+    console.print(markdown, highlight=False, markup=False)
+    console.print(f"Written: {out / f'resolution-{tier}.md'}, {out / f'resolution-{tier}.csv'}")
+
+
+@main.command("floors")
+@click.option("-p", "--problem", "problems", multiple=True, default=("*",), show_default=True, metavar="PAT")
+@click.option("--tier", type=click.Choice(list(TIERS)), default="quick", show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True)
+def floors_command(problems: Sequence[str], tier: str, seeds: int) -> None:
+    """Prebuild the on-disk cache of noise floors and rho_0 distances for a tier.
+
+    Scores exact samples of the tier's output size on every selected problem, which computes and
+    stores the floors every later run reads (outputs of other sizes, e.g. a particle solver's own
+    N, add theirs on first use). The cache is the user's cache directory (or $WGFBENCH_CACHE_DIR).
+    """
+    import tempfile
+
+    console = _console()
+    with tempfile.TemporaryDirectory(prefix="wgfbench-floors-") as tmp:
+        _run_reference(problems, tier, seeds, Path(tmp) / "run", False, console)
+    console.print(f"Floors cached in {FloorCache().directory / 'floors'}")
 
 
 # ----------------------------------------------------------------------------------------------
