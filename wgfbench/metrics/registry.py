@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,6 +36,7 @@ from wgfbench.metrics.distances import (
     quantile_w2_sq,
     w2,
 )
+from wgfbench.metrics.divergences import fitted_gaussian_symmetric_kl, particle_symmetric_kl
 from wgfbench.trajectory import GridSnapshot
 
 if TYPE_CHECKING:
@@ -242,6 +244,20 @@ def _l1_error(ctx: SnapshotContext) -> float | None:
     return grid_l1_error(grid, ctx.reference)
 
 
+def _symkl(ctx: SnapshotContext) -> float | None:
+    """Mokrov et al.'s symmetric KL: with the output's log-density at its points, KL(p|q) by Monte
+    Carlo plus KL(q|p) by importance weights on the same points; without it, on Gaussian
+    references, the symmetric KL of the output's Gaussian fit (bias ≈ (d + d(d+1)/2)/n)."""
+    if not ctx.reference.has_density:
+        return None
+    if ctx.log_rho is not None:
+        return particle_symmetric_kl(ctx.points, ctx.log_rho, partial(ctx.reference.log_density, ctx.t_ref))
+    if ctx.reference.mean(ctx.t_ref) is None or ctx.reference.cov(ctx.t_ref) is None:
+        return None
+    m_ref, S_ref = ctx.reference_moments()
+    return fitted_gaussian_symmetric_kl(ctx.points, m_ref, S_ref)
+
+
 def _is_radial(problem: Problem) -> bool:
     return problem.reference.radial_centre is not None
 
@@ -298,6 +314,16 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         "(outputs carrying log_rho, references with a density); +inf, stored as a value, when the "
         "output puts mass where the reference has none (see mass_outside_support)",
         _kl,
+        may_be_infinite=True,
+    ),
+    Metric(
+        "symkl",
+        "nats",
+        "symmetric KL, KL(output | reference) + KL(reference | output) (Mokrov et al. 2021): "
+        "outputs with log_rho by Monte Carlo on their points plus importance weights for the "
+        "reverse term; outputs without, on Gaussian references, through their Gaussian moment fit; "
+        "+inf when the output puts mass where the reference has none",
+        _symkl,
         may_be_infinite=True,
     ),
     Metric(
