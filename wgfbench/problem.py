@@ -31,7 +31,22 @@ from torch import Tensor
 from wgfbench.energy import Energy
 from wgfbench.references import Distribution, JKOIterates, Reference
 
-PRIMARY_METRICS = ("w2", "bures_w2", "radial_w2", "sliced_w2", "energy_gap")
+
+def primary_metrics() -> tuple[str, ...]:
+    """The metrics a problem may rank by: every built-in distance with a noise floor
+    (:data:`wgfbench.metrics.registry.BUILTIN_METRICS` entries with ``floor=True``) and the energy
+    gap of stationary-only references. Read from the metric registry, never listed twice."""
+    from wgfbench.metrics.registry import BUILTIN_METRICS
+
+    return (*(m.name for m in BUILTIN_METRICS if m.floor), "energy_gap")
+
+
+def __getattr__(name: str) -> object:
+    if name == "PRIMARY_METRICS":  # computed lazily: the registry imports this module's users
+        return primary_metrics()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 STATIONARY_ROLE = "stationary"
 r"""``references["stationary"]``: the stationary law :math:`\rho_\infty` (a
 :class:`~wgfbench.references.Stationary`) wherever the flow has one and it is known, also for
@@ -167,8 +182,8 @@ class Problem:
         stationary = self.references.get(STATIONARY_ROLE)
         if stationary is not None and getattr(stationary, "kind", None) != "stationary":
             raise ValueError(f"{self.name}: references['stationary'] must be a Stationary reference")
-        if self.primary_metric not in PRIMARY_METRICS:
-            raise ValueError(f"{self.name}: primary_metric must be one of {PRIMARY_METRICS}")
+        if self.primary_metric not in (primaries := primary_metrics()):
+            raise ValueError(f"{self.name}: primary_metric must be one of {primaries}")
         if self.initial.dim != self.dim or self.reference.dim != self.dim:
             raise ValueError(f"{self.name}: initial and reference must live in dimension {self.dim}")
         if self.box is not None and self.box.dim != self.dim:

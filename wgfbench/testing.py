@@ -40,7 +40,7 @@ from torch import Tensor
 from wgfbench.context import TIERS, Context, get_tier, make_generator
 from wgfbench.energy import Energy, Entropy, Potential
 from wgfbench.errors import BudgetExceeded, NonFiniteOutput
-from wgfbench.problem import PRIMARY_METRICS, Problem, solver_scope
+from wgfbench.problem import Problem, primary_metrics, solver_scope
 from wgfbench.references import (
     Distribution,
     DistributionPath,
@@ -392,8 +392,8 @@ def check_problem(
         raise _fail(
             prefix, f"dt = {problem.dt} must be positive and at most the smallest snapshot gap {min_gap}"
         )
-    if problem.primary_metric not in PRIMARY_METRICS:
-        raise _fail(prefix, f"primary_metric {problem.primary_metric!r} not in {PRIMARY_METRICS}")
+    if problem.primary_metric not in primary_metrics():
+        raise _fail(prefix, f"primary_metric {problem.primary_metric!r} not in {primary_metrics()}")
     if problem.mobility.kind not in ("wasserstein", "nonlinear", "kalman"):
         raise _fail(prefix, f"unknown mobility {problem.mobility.kind!r}")
     if problem.box is not None and problem.box.dim != d:
