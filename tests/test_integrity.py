@@ -249,7 +249,9 @@ def test_trivial_and_mass_inventing_outputs_rank_below_real_solvers(tmp_path):
                 # ranks above = has a rank, and a strictly better one (overlapping intervals tie);
                 # the mass-inventing row keeps no rank
                 rank, other_rank = table.loc[solver, "rank"], table.loc[other, "rank"]
-                assert pd.isna(other_rank) or other_rank >= rank, f"{problem}: {other} above {solver}\n{shown}"
+                assert pd.isna(other_rank) or other_rank >= rank, (
+                    f"{problem}: {other} above {solver}\n{shown}"
+                )
         if "zz-mass" in table.index:
             mass = table.loc["zz-mass"]
             assert mass["mass_flag_seeds"] == 1 and pd.isna(mass["rank"]), problem

@@ -159,6 +159,11 @@ def test_the_registry_refuses_duplicate_and_malformed_metric_names():
         registry.add(Metric("w2", "W2", "again", _median_radius))
     with pytest.raises(wgfbench.DuplicateNameError):
         registry.add(Metric("trajectory_error", "1", "a derived name", _median_radius))
+    with pytest.raises(wgfbench.DuplicateNameError):  # the floor row of a built-in distance
+        registry.add(Metric("w2_floor", "W2", "a floor name", _median_radius))
+    registry.add(Metric("zz_d", "W2", "a distance", _median_radius, floor=True))
+    with pytest.raises(wgfbench.DuplicateNameError):
+        registry.add(Metric("zz_d_floor", "W2", "its floor's name", _median_radius))
     with pytest.raises(ValueError, match="without spaces"):
         registry.add(Metric("median radius", "length", "x", _median_radius))
     with pytest.raises(TypeError):

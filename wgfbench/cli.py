@@ -288,7 +288,7 @@ def _grouped_skips(skips: Sequence[tuple[str, str, str]]) -> list[tuple[str, str
     type=click.Choice(list(TIERS)),
     default="smoke",
     show_default=True,
-    help="Fixes solver presets, n_eval and the per-case budget.",
+    help="Fixes solver presets, the scoring sizes (n_output, n_reference, n_eval) and the per-case budget.",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(list(DTYPES)), default="float64", show_default=True)

@@ -46,11 +46,13 @@ import torch
 
 import wgfbench
 from wgfbench import store
-from wgfbench.context import Context, get_tier
+from wgfbench.context import TIERS, Context, get_tier
 from wgfbench.errors import BudgetExceeded, ConfigError, UnknownNameError, WgfbenchError
 from wgfbench.host import Host, default_host
 from wgfbench.metrics import MetricRow, ScoreCache, Scorer, resample
-from wgfbench.metrics.cache import FloorCache
+from wgfbench.metrics.cache import FLOOR_SCHEME, FloorCache
+from wgfbench.metrics.distances import N_PROJECTIONS
+from wgfbench.metrics.scorer import SCORING_VERSION
 from wgfbench.problem import Problem, solver_scope
 from wgfbench.seeding import new_scoring_salt, salt_digest, seed_everything, seed_from, solver_seed
 from wgfbench.solver import Solver, problem_as_seen_by, support_reason
@@ -483,9 +485,10 @@ def _stopwatch(device: torch.device, into: dict[str, float], name: str) -> Itera
 def _final_snapshot_arrays(
     snapshot: Snapshot, n_eval: int, generator: torch.Generator
 ) -> dict[str, np.ndarray]:
-    """The final snapshot for ``final.npz``: ``x`` (n_eval, d) float64 points resampled exactly as
-    the scorer does (:func:`wgfbench.metrics.resample`), ``t``, and for grids ``rho``, ``low``,
-    ``high``."""
+    """The final snapshot for ``final.npz`` (plots, quick looks): ``x`` (n_eval, d) float64 points
+    resampled by :func:`wgfbench.metrics.resample` (a random subset, with repeats when the output
+    has fewer points), ``t``, and for grids ``rho``, ``low``, ``high``. Scores are computed on the
+    full output, not on these points."""
     arrays: dict[str, np.ndarray] = {
         "t": np.asarray(float(snapshot.t)),
         "x": resample(snapshot, n_eval, generator).numpy(),
@@ -788,6 +791,19 @@ def _scoring_salt(manifest: dict[str, Any], given: str | None = None) -> str:
             "salt_sha256": salt_digest(salt),
             "reproduced": given is not None,
             "rule": "reference draws seeded by hash(role, base_seed, problem, repetition, t, salt)",
+        }
+    )
+    tier = TIERS.get(str(manifest.get("tier")))
+    scoring.update(
+        {
+            "version": SCORING_VERSION,
+            "floor_scheme": FLOOR_SCHEME,
+            "n_projections": N_PROJECTIONS,
+            **(
+                {"n_eval": tier.n_eval, "n_output": tier.n_output, "n_reference": tier.n_reference}
+                if tier is not None
+                else {}
+            ),
         }
     )
     return salt

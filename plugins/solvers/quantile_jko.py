@@ -115,8 +115,8 @@ _DENSE_HESSIAN_MAX = 3000
 class QuantileJKOConfig(SolverConfig):
     """Configuration of :class:`QuantileJKO`.
 
-    ``n_particles``: N (≥ the tier's ``n_eval``: the scorer subsamples). ``tau``: the JKO step;
-    ``None`` means ``problem.dt * tau_factor``. ``walls``: ``"auto"`` (:func:`has_walls`),
+    ``n_particles``: N (the scorer scores every particle up to the tier's ``n_output``). ``tau``:
+    the JKO step; ``None`` means ``problem.dt * tau_factor``. ``walls``: ``"auto"`` (:func:`has_walls`),
     ``"box"`` (no-flux walls at ``problem.box``) or ``"none"``. ``newton_tol``: stop when the
     largest force per unit mass :math:`|\\partial_{x_i}\\Phi|/\\Delta q` is below it (or the Newton
     displacement is at round-off). ``max_newton``: Newton iterations per step.

@@ -6,8 +6,11 @@ the reference has a density), using the case's own generator, so its draws are i
 scorer's reference draw (whose seed never involves the solver). Every metric it gets is therefore
 the metric's own noise level: its scores sit at their floors, its ``rel_error`` is the smallest
 error the benchmark resolves on that problem and tier (the resolution table), and its energy error
-is the estimator's spread. It hands over as many samples as the scorer uses (the tier's
-``n_output``, 10⁵ at the quick tier), as a push-forward solver can. A leaderboard without this row cannot tell a good solver from a noisy metric.
+is the estimator's spread. (Where the reference is a stored particle ensemble, elliptic-2d, its
+draws and the scorer's resample the same stored particles, so this row measures resampling noise
+only and the resolution there is bounded by the ensemble itself.) It hands over as many samples
+as the scorer uses (the tier's ``n_output``, 10⁵ at the quick tier), as a push-forward solver can.
+A leaderboard without this row cannot tell a good solver from a noisy metric.
 
 For a ``"stationary"`` reference only :math:`\rho_\infty` is known: the snapshot at ``t = 0`` is
 drawn from ``problem.initial`` and every later one from :math:`\rho_\infty`. Only the final one is

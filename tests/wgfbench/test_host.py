@@ -161,7 +161,11 @@ def test_unknown_names_suggest_close_matches():
 
 def test_every_hookspec_is_documented_with_its_signature():
     specs = {n: f for n, f in vars(hookspecs).items() if n.startswith("wgfbench_") and callable(f)}
-    assert set(specs) == {"wgfbench_register_problems", "wgfbench_register_solvers", "wgfbench_register_metrics"}
+    assert set(specs) == {
+        "wgfbench_register_problems",
+        "wgfbench_register_solvers",
+        "wgfbench_register_metrics",
+    }
     readme = (__import__("pathlib").Path(__file__).parents[2] / "docs" / "plugins.md").read_text()
     for name, func in specs.items():
         assert func.__doc__ and "Example" in func.__doc__, f"{name} has no docstring with an example"

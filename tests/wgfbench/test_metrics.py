@@ -27,6 +27,7 @@ from wgfbench.metrics import (
     w2,
 )
 from wgfbench.metrics.cache import FloorCache
+from wgfbench.metrics.registry import BUILTIN_METRICS, Metric, MetricRegistry
 from wgfbench.problem import Box, Problem
 from wgfbench.references import DistributionPath, Gaussian, JKOIterates, Stationary
 from wgfbench.trajectory import GridSnapshot, ParticleSnapshot, StepRecord, Trajectory
@@ -371,7 +372,9 @@ def test_score_cache_drops_least_recently_used_arrays_beyond_its_budget():
     cache = ScoreCache(max_bytes=3 * 800)
     problem = ou_problem("w2")
     for i in range(5):
-        cache.get_or_compute(ScoreCache.key(problem, 0, 0, 0.0, 100, f"x{i}"), lambda: torch.zeros(100, dtype=torch.float64))
+        cache.get_or_compute(
+            ScoreCache.key(problem, 0, 0, 0.0, 100, f"x{i}"), lambda: torch.zeros(100, dtype=torch.float64)
+        )
     assert len(cache) == 3 and cache.nbytes <= 3 * 800
     assert ScoreCache.key(problem, 0, 0, 0.0, 100, "x4") in cache
     assert ScoreCache.key(problem, 0, 0, 0.0, 100, "x0") not in cache
@@ -595,3 +598,28 @@ def test_w2_refuses_sizes_that_would_not_fit_in_memory():
     x = torch.zeros(50_000, 2, dtype=F64)  # 50k × 50k: 37 GiB of cost matrix and plan
     with pytest.raises(ValueError, match=r"needs about 37\.3 GiB.*sliced_w2"):
         w2(x, x)
+
+
+def test_degenerate_outputs_are_scored_not_crashed():
+    """One particle, or all particles at one point, are legitimate (bad) outputs: bures_w2 uses
+    a zero covariance and symkl is +inf for the collapsed law, and the case is scored."""
+    problem = ou_problem("bures_w2")
+    for n in (1, 10):
+        traj = Trajectory([ParticleSnapshot(t, torch.zeros(n, 2, dtype=F64) + 0.3) for t in TIMES])
+        rows = Scorer(problem, SMALL, 0, 0).score(traj)
+        bures = by_metric(rows, "bures_w2")
+        assert set(bures) == set(range(len(TIMES))) and all(math.isfinite(v) for v in bures.values())
+        assert all(v == math.inf for v in by_metric(rows, "symkl").values())
+        assert by_metric(rows, "trajectory_error")[-1] > 0.5
+
+
+def test_a_failing_secondary_metric_is_skipped_with_a_warning(caplog):
+    def broken(ctx):
+        raise RuntimeError("boom")
+
+    registry = MetricRegistry((*BUILTIN_METRICS, Metric("zz_broken", "1", "always fails", broken)))
+    rows = Scorer(ou_problem("bures_w2"), SMALL, 0, 0, metrics=registry).score(
+        exact_trajectory(ou_law, seed=9)
+    )
+    assert "zz_broken" not in {r.metric for r in rows} and "trajectory_error" in {r.metric for r in rows}
+    assert "metric zz_broken failed: RuntimeError: boom" in caplog.text

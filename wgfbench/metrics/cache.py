@@ -30,9 +30,9 @@ CacheKey = tuple[str, int, int, int, float, int, str, str]
 
 MAX_CACHE_BYTES = 3 * 2**30
 """Memory :class:`ScoreCache` keeps in arrays before it drops the least recently used ones (a 10⁵
-point reference draw's sorted projections on 128 directions take 200 MB)."""
+point reference draw's sorted projections on 64 directions take 51 MB)."""
 
-FLOOR_SCHEME = 2
+FLOOR_SCHEME = 3
 """Version of the floor definition; part of every disk-cache file name, so changing how floors
 are computed never reuses old values."""
 
@@ -131,14 +131,30 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("wgfbench"))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _lock(fh: Any) -> None:
+    """An exclusive advisory lock on ``fh`` until it is closed (POSIX; elsewhere a no-op)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+
+
 class FloorCache:
     """Noise floors and :math:`\\rho_0` distances on disk, across runs.
 
     One JSON file per problem and version, ``floors/<problem>--v<version>--s<FLOOR_SCHEME>.json``,
     mapping a key string (time, sizes, metric, draw role, output kind) to a float. Values are
     expectations over public draws, so any run may reuse them and none is ever charged to a
-    solver. Writes are atomic (a temporary file renamed over the old one) and merge with what
-    another process wrote meanwhile; a damaged file is reported and rebuilt, never fatal.
+    solver. Writes hold an exclusive lock on a sidecar ``.lock`` file, merge with what another
+    process wrote meanwhile and replace the file atomically (created with the user's umask); a
+    damaged file is reported and rebuilt, never fatal.
     ``enabled=False`` (``--no-cache``) computes everything and writes nothing.
     """
 
@@ -157,12 +173,14 @@ class FloorCache:
     def _read(self, path: Path) -> dict[str, float]:
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return {str(k): float(v) for k, v in data.items()}
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, TypeError) as err:
             logger.warning("floor cache %s unreadable (%s); recomputing its floors", path, err)
             return {}
-        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
     def _entries(self, problem: Problem) -> dict[str, float]:
         key = (problem.name, int(problem.version))
@@ -188,11 +206,14 @@ class FloorCache:
         path = self.path(problem)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            merged = {**self._read(path), **self._entries(problem), **new}
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".floors-", suffix=".json")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(merged, fh, indent=0, sort_keys=True)
-            os.replace(tmp, path)
+            with open(path.with_suffix(".lock"), "a") as lock:
+                _lock(lock)  # processes sharing the directory merge instead of overwriting
+                merged = {**self._read(path), **self._entries(problem), **new}
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".floors-", suffix=".json")
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(merged, fh, indent=0, sort_keys=True)
+                os.chmod(tmp, 0o666 & ~_umask())
+                os.replace(tmp, path)
         except OSError as err:
             logger.warning("floor cache %s not written (%s); floors stay in memory", path, err)
 

@@ -9,7 +9,8 @@ from typing import Any
 #: Size of the cached reference draw whose moments stand in for unknown reference moments.
 N_MOMENT_DRAW = 100_000
 FLOOR_DRAWS = 4
-"""Independent reference draws averaged in each ``*_floor`` (cached per problem, t, repetition)."""
+"""Pairs of public draws averaged in each ``*_floor``: pair k compares exact points from public
+draw k + 1 with public reference draw k (independent draws; cached on disk per problem, t, size)."""
 SUSPECT_FLOOR_RATIO = 0.25
 """An output whose primary distance is, in the median over its scored snapshots, below this share
 of ``primary_floor_ref`` (the primary of independent exact draws of the reference's own size
@@ -22,9 +23,6 @@ MASS_TOLERANCE = 1e-3
 (float32 sums over 10⁶ cells stay far below it; the classical solvers reach 1e-15)."""
 #: Grids with more cells than this are not discretised for the grid floor (a plain draw is used).
 MAX_FLOOR_GRID_CELLS = 1 << 22
-
-
-_DISTRIBUTION_PRIMARIES = ("w2", "sliced_w2", "bures_w2", "radial_w2")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class SnapshotContext:
     snapshot: Snapshot | None
     projections: Tensor
     _provider: Any = field(repr=False)
+    _log_reference: Tensor | None = field(default=None, repr=False)
 
     @property
     def dim(self) -> int:
@@ -143,10 +144,13 @@ class MetricRegistry:
             raise TypeError(f"registry.add expects a wgfbench.metrics.Metric, got {metric!r}")
         if not metric.name or metric.name != metric.name.strip() or " " in metric.name:
             raise ValueError(f"metric name {metric.name!r}: use a non-empty name without spaces")
-        if metric.name in self.entries or metric.name in DERIVED:
-            raise DuplicateNameError(f"metric {metric.name!r} is already registered")
-        if metric.floor and f"{metric.name}_floor" in DERIVED:
-            raise DuplicateNameError(f"metric {metric.name}_floor is already registered")
+        taken = set(self.entries) | set(DERIVED)
+        taken |= {f"{m.name}_floor" for m in self.entries.values() if m.floor}
+        taken |= {f"jko_{m.name}" for m in self.entries.values() if m.floor}
+        names = [metric.name] + ([f"{metric.name}_floor"] if metric.floor else [])
+        for name in names:
+            if name in taken:
+                raise DuplicateNameError(f"metric {name!r} is already registered")
         self.entries[metric.name] = metric
         self.origin[metric.name] = self.current_plugin
 
@@ -215,7 +219,11 @@ def _cov_error(ctx: SnapshotContext) -> float | None:
 
 
 def _log_reference(ctx: SnapshotContext) -> Tensor:
-    return _cpu(ctx.reference.log_density(ctx.t_ref, ctx.points))
+    """log rho_ref at the scored points, computed once per snapshot (kl, symkl and
+    mass_outside_support share it)."""
+    if ctx._log_reference is None:
+        ctx._log_reference = _cpu(ctx.reference.log_density(ctx.t_ref, ctx.points))
+    return ctx._log_reference
 
 
 def _mass_outside_support(ctx: SnapshotContext) -> float | None:
@@ -246,16 +254,29 @@ def _l1_error(ctx: SnapshotContext) -> float | None:
 
 def _symkl(ctx: SnapshotContext) -> float | None:
     """Mokrov et al.'s symmetric KL: with the output's log-density at its points, KL(p|q) by Monte
-    Carlo plus KL(q|p) by importance weights on the same points; without it, on Gaussian
-    references, the symmetric KL of the output's Gaussian fit (bias ≈ (d + d(d+1)/2)/n)."""
+    Carlo plus KL(q|p) by importance weights on the same points; without it, on the Gaussian flows
+    (the problems ranked by ``bures_w2``), the symmetric KL of the output's Gaussian fit (bias ≈
+    (d + d(d+1)/2)/n; +inf for a collapsed output); otherwise not defined."""
     if not ctx.reference.has_density:
         return None
     if ctx.log_rho is not None:
-        return particle_symmetric_kl(ctx.points, ctx.log_rho, partial(ctx.reference.log_density, ctx.t_ref))
-    if ctx.reference.mean(ctx.t_ref) is None or ctx.reference.cov(ctx.t_ref) is None:
+        return particle_symmetric_kl(ctx.points, ctx.log_rho, partial(_log_q, ctx))
+    if ctx.problem.primary_metric != "bures_w2":  # the Gaussian fit is the law only on Gaussian flows
         return None
+    if ctx.points.shape[0] <= ctx.dim:  # no regular covariance from so few points
+        return math.inf
     m_ref, S_ref = ctx.reference_moments()
-    return fitted_gaussian_symmetric_kl(ctx.points, m_ref, S_ref)
+    try:
+        return fitted_gaussian_symmetric_kl(ctx.points, m_ref, S_ref)
+    except ValueError:  # a collapsed output (singular covariance) against a regular Gaussian
+        return math.inf
+
+
+def _log_q(ctx: SnapshotContext, x: Tensor) -> Tensor:
+    """log rho_ref at ``x``: the memoized values when ``x`` are the scored points themselves."""
+    if x is ctx.points or (x.shape == ctx.points.shape and torch.equal(x, ctx.points)):
+        return _log_reference(ctx)
+    return _cpu(ctx.reference.log_density(ctx.t_ref, x))
 
 
 def _is_radial(problem: Problem) -> bool:
@@ -321,7 +342,8 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
         "nats",
         "symmetric KL, KL(output | reference) + KL(reference | output) (Mokrov et al. 2021): "
         "outputs with log_rho by Monte Carlo on their points plus importance weights for the "
-        "reverse term; outputs without, on Gaussian references, through their Gaussian moment fit; "
+        "reverse term; outputs without, on the Gaussian flows (bures_w2 problems), through their "
+        "Gaussian moment fit; "
         "+inf when the output puts mass where the reference has none",
         _symkl,
         may_be_infinite=True,

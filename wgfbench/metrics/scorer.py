@@ -65,7 +65,11 @@ from wgfbench.trajectory import GridSnapshot, ParticleSnapshot, Snapshot, StepRe
 
 logger = logging.getLogger(__name__)
 
-_DISTRIBUTION_PRIMARIES = ("w2", "sliced_w2", "bures_w2", "radial_w2")
+SCORING_VERSION = 2
+"""Version of the scoring scheme, recorded in every run's manifest: 1 scored ``n_eval`` resampled
+points against ``n_eval`` reference points with floors conditional on the scoring draw; 2 scores
+the output's own points against an ``n_reference`` draw with public, disk-cached floors. The
+leaderboard never ranks runs of different versions together."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,8 @@ class _Draws:
                 return SortedSample.of(y[:, 0].numpy())
             raise ValueError(f"unknown sorted reference data {what!r}")
 
-        return sc.cache.get_or_compute(self._key(f"sorted:{what}", sc.n_reference), compute)
+        what_key = f"sorted:{what}:{sc.projections.shape[0]}" if what == "projections" else f"sorted:{what}"
+        return sc.cache.get_or_compute(self._key(what_key, sc.n_reference), compute)
 
     def eval_points(self) -> Tensor:
         n = self.scorer.n_eval
@@ -137,7 +142,7 @@ class _Draws:
         return self.reference_sample()[: self.scorer.n_eval]
 
     def reference_moments(self) -> tuple[Tensor, Tensor]:
-        return self.scorer.reference_moments(self.target)
+        return self.scorer.reference_moments(self.target, public=self.public)
 
 
 class Scorer:
@@ -176,9 +181,16 @@ class Scorer:
         self.registry = metrics if metrics is not None else builtin_registry()
         self.metrics: list[Metric] = self.registry.for_problem(problem)
         self.n_moment_draw = int(n_moment_draw)
+        if not 0 < self.n_eval <= self.n_output <= self.n_reference:
+            raise ValueError(
+                f"tier {tier.name}: need 0 < n_eval ≤ n_output ≤ n_reference, got {self.n_eval}, "
+                f"{self.n_output}, {self.n_reference}"
+            )
         self.projections = sliced_projections(problem.name, problem.dim, n_projections)
         self.stationary = problem.reference.kind == "stationary"
         self.primary = problem.primary_metric
+        # a distance with a floor (the rest, e.g. energy_gap, is ranked through the energy rows)
+        self._distribution_primary = self.primary in self.registry and self.registry[self.primary].floor
 
     # -- seeds, draws, cache -------------------------------------------------------------------
 
@@ -194,7 +206,9 @@ class Scorer:
         )
         return self.cache.get_or_compute(key, compute)
 
-    def reference_moments(self, target: _Target) -> tuple[Tensor, Tensor]:
+    def reference_moments(self, target: _Target, public: bool = False) -> tuple[Tensor, Tensor]:
+        """Mean and covariance of the reference at ``target``: exact where known, else those of a
+        cached ``n_moment_draw``-point draw (salted for scoring, public for floors)."""
         mean, cov = target.reference.mean(target.t), target.reference.cov(target.t)
         d = self.problem.dim
         if mean is not None and cov is not None:
@@ -202,9 +216,16 @@ class Scorer:
         role = self._role(target, "moments")
 
         def compute() -> tuple[Tensor, Tensor]:
-            x = target.reference.sample(target.t, self.n_moment_draw, self.generator(target.t, role))
-            return _moments(_cpu(x))
+            gen = (
+                make_generator(seed_from("public-draw", self.problem.name, repr(float(target.t)), role))
+                if public
+                else self.generator(target.t, role)
+            )
+            return _moments(_cpu(target.reference.sample(target.t, self.n_moment_draw, gen)))
 
+        if public:
+            key = ScoreCache.key(self.problem, 0, 0, target.t, self.n_moment_draw, f"public:{role}", "")
+            return self.cache.get_or_compute(key, compute)
         return self._cached(target.t, role, compute, n=self.n_moment_draw)
 
     def _role(self, target: _Target, role: str) -> str:
@@ -277,6 +298,24 @@ class Scorer:
             _provider=draws,
         )
 
+    def _compute(self, metric: Metric, ctx: SnapshotContext) -> float | None:
+        """``metric.compute(ctx)``; an error in a metric other than the primary is logged and the
+        metric skipped at this snapshot (a secondary or a plugin's metric never fails the case)."""
+        if metric.name == self.primary:
+            return metric.compute(ctx)
+        try:
+            return metric.compute(ctx)
+        except Exception as err:
+            logger.warning(
+                "%s t=%s: metric %s failed: %s: %s",
+                self.problem.name,
+                ctx.t,
+                metric.name,
+                type(err).__name__,
+                err,
+            )
+            return None
+
     # -- floors and the ρ0 distance (public draws, disk-cached) ---------------------------------
 
     def _public(self, target: _Target, k: int) -> _Draws:
@@ -318,8 +357,9 @@ class Scorer:
         output kind). What exact samples of the output's size score: the noise floor."""
         tag = _grid_tag(snapshot, target)
         key = (
-            f"floor|{metric.name}|t={float(target.t)!r}|{target.label}|n={n}|m={self.n_reference}"
-            f"|eval={self.n_eval}|L={self.projections.shape[0]}|{tag}|draws={FLOOR_DRAWS}"
+            f"floor|{metric.name}|t={float(target.t)!r}|{target.label}|{target.reference.kind}|n={n}"
+            f"|m={self.n_reference}|eval={self.n_eval}|L={self.projections.shape[0]}"
+            f"|moments={self.n_moment_draw}|{tag}|draws={FLOOR_DRAWS}"
         )
 
         def compute() -> float:
@@ -340,8 +380,8 @@ class Scorer:
         r"""``metric`` between a public :math:`\rho_0` draw of ``n_reference`` points and public
         reference draw 0 at ``target``: the denominator of ``rel_error`` (cached on disk)."""
         key = (
-            f"rho0|{metric.name}|t={float(target.t)!r}|{target.label}|m={self.n_reference}"
-            f"|eval={self.n_eval}|L={self.projections.shape[0]}"
+            f"rho0|{metric.name}|t={float(target.t)!r}|{target.label}|{target.reference.kind}"
+            f"|m={self.n_reference}|eval={self.n_eval}|L={self.projections.shape[0]}|moments={self.n_moment_draw}"
         )
 
         def compute() -> float:
@@ -416,7 +456,7 @@ class Scorer:
 
     def _jko_target(self, tau: float, t: float) -> _Target | None:
         jko = self.problem.jko
-        if jko is None or self.primary not in _DISTRIBUTION_PRIMARIES:
+        if jko is None or not self._distribution_primary:
             return None
         try:
             jko_step_count(t, tau)
@@ -532,14 +572,14 @@ class Scorer:
             ctx = self._context(target, t, points, log_rho, snapshot, draws)
             values: dict[str, float] = {}
             for metric in self.metrics:
-                value = metric.compute(ctx)
+                value = self._compute(metric, ctx)
                 if value is None:
                     continue
                 values[metric.name] = float(value)
                 add(metric.name, value)
                 if metric.floor:
                     add(f"{metric.name}_floor", self.floor(metric, target, snapshot, points.shape[0]))
-            if t > 0 and self.primary in _DISTRIBUTION_PRIMARIES:
+            if t > 0 and self._distribution_primary:
                 if self.primary in values:
                     metric = self.registry[self.primary]
                     baseline = self.baseline(metric, target)

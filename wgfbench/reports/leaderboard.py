@@ -157,6 +157,7 @@ class RunInfo:
     machine: str
     versions: dict[str, str]
     n_cases: int
+    scoring_version: int = 1
 
 
 def _machine_line(manifest: dict) -> str:
@@ -225,6 +226,7 @@ def _load_run(run_dir: Path, index: int) -> tuple[RunInfo, pd.DataFrame, pd.Data
         machine=_machine_line(manifest),
         versions=_flat_versions(manifest.get("versions")),
         n_cases=len(cases),
+        scoring_version=int((manifest.get("scoring") or {}).get("version") or 1),
     )
     cases = cases.copy()
     results = results.copy()
@@ -1118,6 +1120,15 @@ def build_leaderboard(run_dirs: Sequence[Path | str], out_dir: Path | str | None
             f"leaderboards never mix tiers, but these runs do: {listing}. Build one leaderboard per tier."
         )
     tier = tiers[0]
+    schemes = sorted({run.scoring_version for run in runs})
+    if len(schemes) > 1:
+        listing = "; ".join(
+            f"{run.run_id!r} ({run.path}) scoring version {run.scoring_version}" for run in runs
+        )
+        raise WgfbenchError(
+            f"these runs were scored by different scoring schemes and cannot be ranked together: {listing}. "
+            "Rerun the older ones (see docs/scoring.md)."
+        )
 
     cases, notes = _deduplicate(pd.concat([c for _, c, _ in loaded], ignore_index=True), runs)
     for note in notes:
