@@ -446,25 +446,40 @@ def _run_reference(
     help="Directory for the run and the table (resolution-<tier>.md, .csv); default: a new run dir.",
 )
 @click.option("--no-cache", is_flag=True, help="Recompute floors instead of using the on-disk cache.")
+@click.option(
+    "--from-run",
+    "from_run",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Build the table from the `reference` rows of an existing run (e.g. a campaign) instead of "
+    "running them; --tier must match the run's.",
+)
 def resolution_command(
-    problems: Sequence[str], tier: str, seeds: int, out: Path | None, no_cache: bool
+    problems: Sequence[str], tier: str, seeds: int, out: Path | None, no_cache: bool, from_run: Path | None
 ) -> None:
     """Measure the resolution of a tier: the exact `reference` row's final rel_error per problem.
 
-    Runs `reference` (fresh exact samples) on the selected problems with --seeds repetitions,
-    prints the table (median over seeds) and writes it as markdown and CSV beside the run. Also
-    fills the floor cache for those problems.
+    Runs `reference` (fresh exact samples) on the selected problems with --seeds repetitions (or
+    reads them from --from-run), prints the table (median over seeds) and writes it as markdown and
+    CSV in --out. Running also fills the floor cache for those problems.
     """
     from wgfbench.reports.resolution import resolution_table, to_markdown
 
     console = _console()
     out = out if out is not None else default_run_dir(f"resolution-{tier}")
-    run_dir = out / "run"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise click.UsageError(f"{run_dir} is not empty: choose a new --out")
-    _run_reference(problems, tier, seeds, run_dir, no_cache, console)
-    host = wgfbench.default_host()
-    table = resolution_table(run_dir, {name: wgfbench.get_problem(name) for name in host.problems})
+    if from_run is not None:
+        run_tier = store.read_manifest(from_run).get("tier")
+        if run_tier != tier:
+            raise click.UsageError(f"{from_run} is tier {run_tier!r}, not {tier!r}: pass --tier {run_tier}")
+        run_dir = from_run
+    else:
+        run_dir = out / "run"
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise click.UsageError(f"{run_dir} is not empty: choose a new --out")
+        _run_reference(problems, tier, seeds, run_dir, no_cache, console)
+    out.mkdir(parents=True, exist_ok=True)
+    ran = set(store.read_cases(run_dir).problem)
+    table = resolution_table(run_dir, {name: wgfbench.get_problem(name) for name in sorted(ran)})
     spec = TIERS[tier]
     sizes = f"n_output {spec.n_output}, n_reference {spec.n_reference}, n_eval {spec.n_eval}"
     markdown = to_markdown(table, tier, "wgfbench " + " ".join(sys.argv[1:]), sizes)

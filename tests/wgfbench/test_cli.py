@@ -238,3 +238,44 @@ def test_interrupt_keeps_finished_cases_and_says_how_to_resume(cli, tmp_path):
     cases = store.read_cases(out)  # the case finished before Ctrl-C is on disk and readable
     assert list(zip(cases["solver"], cases["status"], strict=True)) == [("toy-exact", "ok")]
     assert store.read_manifest(out)["interrupted"] is True
+
+
+@pytest.fixture
+def builtins():
+    old = set_default_host(Host(distributions={"wgfbench"}))
+    yield
+    set_default_host(old)
+
+
+def test_resolution_runs_the_reference_row_and_writes_its_table(tmp_path, builtins):
+    out = tmp_path / "res"
+    result = CliRunner().invoke(
+        main, ["resolution", "--tier", "smoke", "--seeds", "2", "-p", "fokker-planck/ou-1d", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    table = (out / "resolution-smoke.md").read_text()
+    assert "| fokker-planck/ou-1d | bures_w2 | exact | 2 |" in table and "1 of 1 problems meet" in table
+    # the same table from the existing run, without running anything
+    again = CliRunner().invoke(
+        main, ["resolution", "--tier", "smoke", "--from-run", str(out / "run"), "-o", str(tmp_path / "again")]
+    )
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again" / "resolution-smoke.csv").read_text() == (
+        out / "resolution-smoke.csv"
+    ).read_text()
+    wrong = CliRunner().invoke(main, ["resolution", "--tier", "quick", "--from-run", str(out / "run")])
+    assert wrong.exit_code == 2 and "pass --tier smoke" in wrong.output
+
+
+def test_floors_prebuilds_the_cache_and_run_no_cache_writes_none(tmp_path, monkeypatch, builtins):
+    monkeypatch.setenv("WGFBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["floors", "--tier", "smoke", "-p", "fokker-planck/ou-1d"])
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "cache" / "floors").glob("fokker-planck__ou-1d--v*.json"))
+    monkeypatch.setenv("WGFBENCH_CACHE_DIR", str(tmp_path / "other"))
+    run = ["run", "-s", "reference", "-p", "fokker-planck/ou-1d", "--no-cache", "--no-progress"]
+    result = CliRunner().invoke(main, [*run, "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "other").exists()
+    scoring = store.read_manifest(tmp_path / "run")["scoring"]
+    assert scoring["version"] == 2 and scoring["n_output"] == 20_000 and scoring["n_reference"] == 20_000
