@@ -156,7 +156,7 @@ def test_quadratic_energy_matches_sample_estimator():
 
 def test_quadratic_problem_and_family():
     problem = wgfbench.get_problem("aggregation/quadratic-2d")
-    assert problem.primary_metric == "w2" and problem.reference.kind == "exact"
+    assert problem.primary_metric == "sliced_w2" and problem.reference.kind == "exact"
     (term,) = problem.energy.interactions
     assert float(term.kernel(torch.tensor([[3.0, 4.0]], dtype=DTYPE))) == pytest.approx(12.5)
     for comp in problem.initial.components:
@@ -576,7 +576,11 @@ def test_ring_problem_contract():
     check_problem(problem)
     # scored against the stored fv-jko run (test_numerical_references.py); the circle is kept as
     # the "stationary" role, and the problem without the numerical reference scores the energy gap
-    assert problem.primary_metric == "w2" and problem.reference.kind == "numerical" and problem.version == 2
+    assert (
+        problem.primary_metric == "sliced_w2"
+        and problem.reference.kind == "numerical"
+        and problem.version == 2
+    )
     assert not problem.references["stationary"].has_density
     bare = make_ring_2d(numerical=False)
     check_problem(bare)
@@ -592,7 +596,9 @@ def test_stationary_roles_are_the_limits_of_the_exact_references():
     # quadratic-2d: the Dirac mass at the conserved mean, E∞ = 0
     problem = wgfbench.get_problem("aggregation/quadratic-2d")
     stationary = problem.references["stationary"]
-    assert problem.version == 1 and problem.primary_metric == "w2" and problem.reference.kind == "exact"
+    assert (
+        problem.version == 1 and problem.primary_metric == "sliced_w2" and problem.reference.kind == "exact"
+    )
     assert stationary.kind == "stationary" and isinstance(stationary.law, PointMass)
     x = stationary.sample(0.0, 50, gen)
     assert x.shape == (50, 2) and torch.allclose(x, problem.reference.mean(30.0).expand(50, 2), atol=1e-14)

@@ -46,7 +46,7 @@ def test_problem_contract(name):
     assert problem.reference.kind == "exact" and problem.times[0] == 0.0 and 4 <= len(problem.times) <= 8
     for t in problem.times:  # every snapshot lies on the recommended JKO grid
         jko_step_count(t, problem.dt)
-    assert problem.primary_metric == ("w2" if "mixture" in name else "bures_w2")
+    assert problem.primary_metric == ("sliced_w2" if "mixture" in name else "bures_w2")
     assert ("jko" in problem.references) == (name in OU_NAMES)
     A, mu = quadratic_of(problem)
     x = torch.randn(50, problem.dim, generator=torch.Generator().manual_seed(1), dtype=F64)
@@ -506,7 +506,7 @@ def test_four_wells_box_holds_all_but_1e8_of_the_mass():
 
 def test_four_wells_registered_problem_uses_the_numerical_reference():
     problem = wgfbench.get_problem("fokker-planck/four-wells-2d")
-    assert problem.reference.kind == "numerical" and problem.primary_metric == "w2"
+    assert problem.reference.kind == "numerical" and problem.primary_metric == "sliced_w2"
     assert problem.references["stationary"].kind == "stationary"
 
 

@@ -54,7 +54,7 @@ def test_problem_contract(name):
     assert problem.stationary.energy_inf is not None
     if name == ELLIPTIC:
         # version 2: scored against the flow (a stored EKS run), not against π
-        assert problem.primary_metric == "w2" and problem.reference.kind == "numerical"
+        assert problem.primary_metric == "sliced_w2" and problem.reference.kind == "numerical"
         assert problem.version == 2 and problem.final_time == 20.0
     else:
         assert problem.primary_metric == "bures_w2" and problem.reference.kind == "exact"
