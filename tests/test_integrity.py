@@ -135,7 +135,7 @@ class MemoryReplay(wgfbench.Solver):
         draws = {}
         for cache in caches:
             for key in cache.keys():
-                name, _, _, rep, t, n, what, salt = key
+                name, _, _, rep, t, _, what, salt = key
                 salted = bool(salt)  # the scoring draw, not a public floor draw
                 if name == problem.name and rep == 0 and what == "reference:draw" and salted:
                     draws[t] = cache.get_or_compute(key, lambda: None)
