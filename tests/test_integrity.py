@@ -181,7 +181,9 @@ def test_solvers_in_a_run_see_a_view_and_no_reference_sampler_or_scoring_seed(tm
 def test_replaying_the_scorer_never_beats_independent_exact_samples(tmp_path):
     host = _host(OldFormulaReplay, MemoryReplay)
     problems = ["fokker-planck/mixture-2d", "aggregation/newtonian-2d"]
-    plan = make_plan(["reference", "zz-old-formula", "zz-memory"], problems, tier="smoke", host=host)
+    plan = make_plan(
+        ["reference", "zz-old-formula", "zz-memory"], problems, tier="smoke", host=host, budget_seconds=120.0
+    )
     run_plan(plan, tmp_path, host=host, progress=False)
     results = read_results(tmp_path)
     per_case = results[results.t.isna()].pivot_table(
@@ -233,7 +235,8 @@ FAMILY_PROBLEMS = [
 def test_trivial_and_mass_inventing_outputs_rank_below_real_solvers(tmp_path):
     host = _host(MassInventing)
     solvers = ["frozen", "equilibrium", "zz-mass", "fv-jko", "deep-jko"]
-    plan = make_plan(solvers, FAMILY_PROBLEMS, tier="smoke", host=host)
+    # a generous budget: the check is about ranks, not about how busy the test machine is
+    plan = make_plan(solvers, FAMILY_PROBLEMS, tier="smoke", host=host, budget_seconds=120.0)
     run_plan(plan, tmp_path, host=host, progress=False)
     cases = read_cases(tmp_path)
     assert (cases.status == "ok").all(), cases.loc[cases.status != "ok", ["solver", "problem", "error"]]
