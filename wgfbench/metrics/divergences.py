@@ -52,6 +52,8 @@ import torch
 from scipy.special import logsumexp
 from torch import Tensor
 
+from wgfbench.metrics.distances import _points
+
 ArrayLike = Tensor | np.ndarray | Sequence[float]
 LogDensity = Callable[[Tensor], Tensor | np.ndarray]
 """A log-density: (n, d) float64 CPU tensor -> (n,) natural-log density values."""
@@ -70,15 +72,6 @@ def _array(x: ArrayLike, name: str, *, finite: bool = True) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if finite and not np.isfinite(arr).all():
         raise ValueError(f"{name} has non-finite entries")
-    return arr
-
-
-def _points(x: ArrayLike, name: str) -> np.ndarray:
-    arr = _array(x, name)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty (n, d) array, got shape {arr.shape}")
     return arr
 
 
