@@ -322,33 +322,31 @@ class Scorer:
         """Public reference draw ``k`` at ``target`` (``n_reference`` points, unsalted)."""
         return _Draws(self, target, self._role(target, f"public{k}"), torch.empty(0), public=True)
 
-    def _exact_points(self, target: _Target, snapshot: Snapshot | None, n: int, k: int) -> tuple[Tensor, str]:
+    def _exact_points(self, target: _Target, snapshot: Snapshot | None, n: int, k: int) -> Tensor:
         """``n`` exact points independent of public reference draw ``k``: the first ``n`` of
         public draw ``k + 1``; for grid outputs, ``n`` draws of the reference discretised on the
         output grid (the floor then includes the grid's own resolution)."""
-        if isinstance(snapshot, GridSnapshot) and target.reference.has_density:
-            shape = tuple(snapshot.rho.shape)
-            if math.prod(shape) <= MAX_FLOOR_GRID_CELLS:
-                tag = _grid_tag(snapshot, target)
+        tag = _grid_tag(snapshot, target)
+        if tag != "samples":
 
-                def compute() -> Tensor | None:
-                    rho = reference_on_grid(target.reference, target.t, snapshot.grid)
-                    if not (torch.isfinite(rho).all() and float(rho.sum()) > 0):
-                        return None
-                    gen = make_generator(
-                        seed_from(
-                            "public-draw", self.problem.name, repr(float(target.t)), target.label, tag, n, k
-                        )
+            def compute() -> Tensor | None:
+                rho = reference_on_grid(target.reference, target.t, snapshot.grid)
+                if not (torch.isfinite(rho).all() and float(rho.sum()) > 0):
+                    return None
+                gen = make_generator(
+                    seed_from(
+                        "public-draw", self.problem.name, repr(float(target.t)), target.label, tag, n, k
                     )
-                    return GridSnapshot(target.t, snapshot.box, rho).sample(n, gen)
-
-                x = self.cache.get_or_compute(
-                    ScoreCache.key(self.problem, 0, 0, target.t, n, f"{target.label}:grid{k}:{tag}", ""),
-                    compute,
                 )
-                if x is not None:
-                    return x, tag
-        return self._public(target, k + 1).reference_sample()[:n], "samples"
+                return GridSnapshot(target.t, snapshot.box, rho).sample(n, gen)
+
+            x = self.cache.get_or_compute(
+                ScoreCache.key(self.problem, 0, 0, target.t, n, f"{target.label}:grid{k}:{tag}", ""),
+                compute,
+            )
+            if x is not None:
+                return x
+        return self._public(target, k + 1).reference_sample()[:n]
 
     def floor(self, metric: Metric, target: _Target, snapshot: Snapshot | None, n: int) -> float:
         r"""Expected ``metric`` of independent exact samples of size ``n`` (the output's) against
@@ -365,7 +363,7 @@ class Scorer:
         def compute() -> float:
             values = []
             for k in range(FLOOR_DRAWS):
-                x, _ = self._exact_points(target, snapshot, n, k)
+                x = self._exact_points(target, snapshot, n, k)
                 draws = self._public(target, k)
                 draws.points = x
                 value = metric.compute(self._context(target, target.t, x, None, None, draws))
