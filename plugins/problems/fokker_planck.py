@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -285,23 +285,35 @@ class OUJKOIterates(JKOIterates):
 
     def for_step(self, tau: float) -> Reference:
         """The iterates as a reference in time: ``t = k * tau`` maps to :math:`\\rho^k`."""
-        tau = float(tau)
-        if not tau > 0:
-            raise ValueError("the JKO step tau must be positive")
 
-        @functools.lru_cache(maxsize=64)
-        def moments(k: int) -> tuple[Tensor, Tensor]:
-            return self.iterate(k, tau)
+        def moments(k: int, tau: float) -> tuple[Tensor, Tensor]:
+            mean, var = self.iterate(k, tau)
+            return mean, torch.diag(var)
 
-        def at(t: float) -> Gaussian:
-            mean, var = moments(jko_step_count(t, tau))
-            return Gaussian(mean, torch.diag(var))
+        return gaussian_jko_path(self.flow, self.dim, tau, moments)
 
-        def energy(t: float) -> float:
-            mean, var = moments(jko_step_count(t, tau))
-            return self.flow.free_energy(mean, torch.diag(var))
 
-        return DistributionPath(at, self.dim, energy=energy)
+def gaussian_jko_path(
+    flow: OrnsteinUhlenbeck, dim: int, tau: float, moments: Callable[[int, float], tuple[Tensor, Tensor]]
+) -> Reference:
+    """Gaussian JKO iterates as a reference in time: ``t = k * tau`` maps to
+    :math:`\\mathcal N(m_k, \\Sigma_k)`, ``moments(k, tau)`` = (mean (d,), covariance (d, d)),
+    cached per k, with the energy ``flow.free_energy`` of that law."""
+    tau = float(tau)
+    if not tau > 0:
+        raise ValueError("the JKO step tau must be positive")
+
+    @functools.lru_cache(maxsize=64)
+    def cached(k: int) -> tuple[Tensor, Tensor]:
+        return moments(k, tau)
+
+    def at(t: float) -> Gaussian:
+        return Gaussian(*cached(jko_step_count(t, tau)))
+
+    def energy(t: float) -> float:
+        return flow.free_energy(*cached(jko_step_count(t, tau)))
+
+    return DistributionPath(at, dim, energy=energy)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -87,13 +87,14 @@ from wgfbench_plugins.problems.fokker_planck import (
     OrnsteinUhlenbeck,
     QuadraticWell,
     gaussian_box,
+    gaussian_jko_path,
     random_gaussian_member,
 )
 
 import wgfbench
 from wgfbench.energy import Energy, Entropy
 from wgfbench.problem import InitialFamily, Problem
-from wgfbench.references import DTYPE, DistributionPath, Gaussian, JKOIterates, Reference, jko_step_count
+from wgfbench.references import DTYPE, Gaussian, JKOIterates, Reference
 
 FAMILY = "fokker-planck"
 PAPER = 'Mokrov et al., "Large-scale Wasserstein gradient flows", NeurIPS 2021'
@@ -241,21 +242,7 @@ class GaussianJKOIterates(JKOIterates):
 
     def for_step(self, tau: float) -> Reference:
         """The iterates as a reference in time: ``t = k * tau`` maps to :math:`\\rho^k`."""
-        tau = float(tau)
-        if not tau > 0:
-            raise ValueError("the JKO step tau must be positive")
-
-        @functools.lru_cache(maxsize=64)
-        def moments(k: int) -> tuple[Tensor, Tensor]:
-            return self.iterate(k, tau)
-
-        def at(t: float) -> Gaussian:
-            return Gaussian(*moments(jko_step_count(t, tau)))
-
-        def energy(t: float) -> float:
-            return self.flow.free_energy(*moments(jko_step_count(t, tau)))
-
-        return DistributionPath(at, self.dim, energy=energy)
+        return gaussian_jko_path(self.flow, self.dim, tau, self.iterate)
 
 
 # ----------------------------------------------------------------------------------------------
