@@ -88,7 +88,12 @@ PROBLEMS = ["fokker-planck/ou-2d", "fokker-planck/mixture-2d"]
 def test_a_planted_bias_is_separated_from_reference_and_reseeded_exact_output_is_tied(tmp_path):
     host = wgfbench.Host(distributions={"wgfbench"}, plugins=[_plugin(Reseeded, Shifted)])
     plan = make_plan(["reference", "zz-reseeded", "zz-shifted"], PROBLEMS, seeds=3, tier="quick", host=host)
-    run_plan(plan, tmp_path / "run", host=host, progress=False, floors=FloorCache(tmp_path / "cache"))
+    # A fixed scoring salt makes the check reproducible: with 3 seeds, [min, max] intervals of two
+    # rows drawn from the same law miss each other about 1 time in 10 (docs/scoring.md).
+    salt = "5eed" * 8
+    run_plan(
+        plan, tmp_path / "run", host=host, progress=False, floors=FloorCache(tmp_path / "cache"), salt=salt
+    )
     cases = read_cases(tmp_path / "run")
     assert (cases.status == "ok").all(), cases.loc[cases.status != "ok", ["solver", "problem", "error"]]
     board = build_leaderboard([tmp_path / "run"])
