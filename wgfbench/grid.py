@@ -221,11 +221,12 @@ class GridEnergy:
         return out
 
     def convolve(self, rho: Tensor) -> Tensor:
-        r""":math:`(W*\rho)_K = \sum_L |L|\overline W_{K-L}\rho_L` (zero without interaction)."""
+        r""":math:`(W*\rho)_K = \sum_L |L|\overline W_{K-L}\rho_L` (zero without interaction), for one
+        density of shape ``grid.shape`` or a batch ``(..., *grid.shape)``."""
         if self._kernel_fft is None:
             return torch.zeros_like(rho)
         full = torch.fft.irfftn(torch.fft.rfftn(rho, s=self._fft_shape) * self._kernel_fft, s=self._fft_shape)
-        return full[tuple(slice(0, n) for n in self.grid.shape)] * self.grid.cell_volume
+        return full[(..., *(slice(0, n) for n in self.grid.shape))] * self.grid.cell_volume
 
     def first_variation(self, rho: Tensor) -> Tensor:
         r""":math:`\delta\mathcal E_h/\delta\rho_K = U'(\rho_K) + V_K + (W*\rho)_K` per unit mass."""
@@ -235,10 +236,11 @@ class GridEnergy:
         return out
 
     def value(self, rho: Tensor) -> Tensor:
-        r""":math:`\mathcal E_h(\rho)` (module docstring), a 0-d tensor."""
+        r""":math:`\mathcal E_h(\rho)` (module docstring): a 0-d tensor for one density of shape
+        ``grid.shape``, one value per density for a batch of shape ``(..., *grid.shape)``."""
         density = self.V * rho
         if self.internal is not None:
             density = density + self.internal.U(rho)
         if self._kernel_fft is not None:
             density = density + 0.5 * rho * self.convolve(rho)
-        return density.sum() * self.grid.cell_volume
+        return density.sum(dim=tuple(range(-self.grid.dim, 0))) * self.grid.cell_volume

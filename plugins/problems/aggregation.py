@@ -678,13 +678,24 @@ def make_quantile_1d() -> Problem:
     r"""``aggregation/quantile-1d``: :math:`W = x^2/2-|x|` from the bimodal mixture
     :data:`QUANTILE_1D_INITIAL`; exact reference :class:`QuantileAggregation1D`;
     ``references["stationary"]`` is its limit, uniform on :math:`[\bar x-1,\bar x+1]`, with
-    :math:`\mathcal E_\infty = \tfrac12\cdot\tfrac13-\tfrac12\cdot\tfrac23 = -\tfrac16`."""
+    :math:`\mathcal E_\infty = \tfrac12\cdot\tfrac13-\tfrac12\cdot\tfrac23 = -\tfrac16`. Its initial
+    family: random two-component mixtures with the same exact reference."""
     reference = QuantileAggregation1D(**QUANTILE_1D_INITIAL)
     stationary = Stationary(
         UniformBall(1, 1.0, torch.tensor([reference.x_bar], dtype=DTYPE)),
         energy_inf=-1.0 / 6.0,
         provenance="limit of the exact quantile map: uniform on [mean - 1, mean + 1], E = -1/6 (derived)",
     )
+    def draw(generator: torch.Generator) -> tuple[Distribution, Reference]:
+        u = torch.rand(5, generator=generator, dtype=DTYPE)
+        w, centre, half_gap = 0.3 + 0.4 * u[0], 0.5 * u[1] - 0.25, 0.5 + 0.5 * u[2]
+        member = QuantileAggregation1D(
+            weights=torch.stack([w, 1 - w]),
+            means=torch.stack([centre - half_gap, centre + half_gap]),
+            stds=0.3 + 0.15 * u[3:5],
+        )
+        return member.initial, member
+
     return Problem(
         name=f"{FAMILY}/quantile-1d",
         family=FAMILY,
@@ -697,6 +708,11 @@ def make_quantile_1d() -> Problem:
         primary_metric="w2",
         mobility=Mobility("wasserstein"),
         box=Box((-4.5,), (4.5,)),
+        initial_family=InitialFamily(
+            description="bimodal Gaussian mixtures, weights (w, 1 - w), w ~ U[0.3, 0.7], means c -/+ g, "
+            "c ~ U[-0.25, 0.25], g ~ U[0.5, 1], stds U[0.3, 0.45] (7 stds inside the box; exact quantile map)",
+            draw=draw,
+        ),
         version=1,
         description=(
             "Aggregation in 1-D with W = x^2/2 - |x| from 0.4 N(-1, 0.5^2) + 0.6 N(1, 0.5^2): exact "
