@@ -37,7 +37,10 @@ WEIGHTS, DESCRIPTION = "operator.safetensors", "operator.json"
 
 def _tensor_digest(h: Any, tensor: torch.Tensor | None) -> None:
     if tensor is not None:
-        h.update(tensor.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+        tensor = tensor.detach().to("cpu")
+        if tensor.is_complex():  # the kernel's FFT
+            tensor = torch.view_as_real(tensor)
+        h.update(tensor.to(torch.float64).contiguous().numpy().tobytes())
 
 
 def operator_key(energy: GridEnergy, tau: float, family: str, members: str, mobility: str, fields: dict) -> str:
