@@ -138,6 +138,14 @@ def bench_deep_jko(session: nox.Session) -> None:
     session.run("python", "benchmarks/deep_jko.py", *session.posargs)
 
 
+@nox.session(name="bench_learn_to_evolve")
+def bench_learn_to_evolve(session: nox.Session) -> None:
+    """Learn-to-Evolve: the three training arms on held-out densities of six family problems, and
+    the operator's time per step beside deep-jko and fv-jko with the break-even trajectory count."""
+    _install(session)
+    session.run("python", "benchmarks/learn_to_evolve.py", *session.posargs, env={"OMP_NUM_THREADS": "1"})
+
+
 @nox.session
 def gpu(session: nox.Session) -> None:
     """GPU-marked tests, on a machine with CUDA (keeps the CUDA torch the machine resolves)."""

@@ -17,8 +17,11 @@ Prints, side by side from one invocation (one thread):
    against ``deep-jko``: training seconds / (steps per trajectory × (deep-jko − operator) seconds
    per step).
 
-Usage: ``OMP_NUM_THREADS=1 python benchmarks/learn_to_evolve.py [--members 5] [--no-arms]
-[--no-steps] [--json OUT]``.
+``--no-explicit-base`` trains the network without the explicit Lagrangian step as its base, so that
+it learns the whole step, as in the paper's setting; ``--arms`` picks the arms.
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/learn_to_evolve.py [--members 5] [--arms ...]
+[--no-explicit-base] [--no-arms] [--no-steps] [--json OUT]``.
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ def held_out(problem: Problem, members: int) -> list[tuple[str, Problem]]:
     for k in range(members):
         initial, reference = problem.initial_family.draw(gen)
         refs = {"pde": reference}
-        member = dataclasses.replace(problem, name=f"{problem.name}~member{k}", initial=initial, references=refs)
+        member = dataclasses.replace(
+            problem, name=f"{problem.name}~member{k}", initial=initial, references=refs
+        )
         out.append((f"member{k}", member))
     return out
 
@@ -72,13 +77,13 @@ def rel_errors(problem: Problem, trajectory) -> dict[float, float]:
     return {r.t: r.value for r in rows if r.metric == "rel_error"}
 
 
-def arms_table(members: int) -> list[dict]:
+def arms_table(members: int, arms: tuple[str, ...] = ARMS, explicit_base: bool = True) -> list[dict]:
     records = []
     for name in PROBLEMS:
         problem = wgfbench.get_problem(name)
         targets = held_out(problem, members)
-        for arm in ARMS:
-            solver = LearnToEvolve.for_tier("quick", arm=arm, cache=False)
+        for arm in arms:
+            solver = LearnToEvolve.for_tier("quick", arm=arm, cache=False, explicit_base=explicit_base)
             ctx = Context.create(0, "quick", budget_seconds=1e9)
             operator, description = solver.train(problem.view(), ctx)
             solver._operator, solver._info = operator, {"steps_seen": description["training"]["steps_seen"]}
@@ -91,6 +96,7 @@ def arms_table(members: int) -> list[dict]:
             record = {
                 "problem": name,
                 "arm": arm,
+                "explicit_base": explicit_base,
                 "training_seconds": description["training"]["training_seconds"],
                 "adam_steps": description["training"]["adam_steps"],
                 "held_out": len(targets),
@@ -107,11 +113,9 @@ def arms_table(members: int) -> list[dict]:
     print("\nWinner per problem (trajectory mean of the median rel_error over held-out densities):")
     for name in PROBLEMS:
         rows = {r["arm"]: r["trajectory"] for r in records if r["problem"] == name}
+        cells = "  ".join(f"{arm} {value:.3f}" for arm, value in rows.items())
         ratio = rows["initial-only"] / rows["learn-to-evolve"]
-        print(
-            f"{name:<32} learn-to-evolve {rows['learn-to-evolve']:.3f}  initial-only {rows['initial-only']:.3f}"
-            f"  supervised {rows['supervised']:.3f}   ablation / L2E = {ratio:.2f}"
-        )
+        print(f"{name:<32} {cells}   ablation / L2E = {ratio:.2f}")
     return records
 
 
@@ -149,18 +153,31 @@ def steps_table() -> list[dict]:
     sys.path.insert(0, str(Path(__file__).parent))
     from deep_jko import step_times  # the Deep JKO benchmark's own measurement
 
-    print(f"\n{'problem':<32} {'L2E step [ms]':>14} {'deep-jko [s]':>13} {'fv-jko [s]':>11} "
-          f"{'deep/L2E':>9} {'fv/L2E':>7} {'train [s]':>10} {'break-even':>11}")
+    print(
+        f"\n{'problem':<32} {'L2E step [ms]':>14} {'deep-jko [s]':>13} {'fv-jko [s]':>11} "
+        f"{'deep/L2E':>9} {'fv/L2E':>7} {'train [s]':>10} {'break-even':>11}"
+    )
     records = []
     for name in STEP_PROBLEMS:
         op, train, steps = operator_step_seconds(name)
         _first, deep, _its = step_times(name, 4)
         fv = fv_step_seconds(name)
         breakeven = train / (steps * (deep - op))
-        records.append({"problem": name, "operator_step": op, "deep_jko_step": deep, "fv_jko_step": fv,
-                        "training_seconds": train, "steps": steps, "break_even_trajectories": breakeven})
-        print(f"{name:<32} {1e3 * op:>14.2f} {deep:>13.2f} {fv:>11.3f} {deep / op:>8.0f}x {fv / op:>6.1f}x "
-              f"{train:>10.1f} {breakeven:>11.2f}")
+        records.append(
+            {
+                "problem": name,
+                "operator_step": op,
+                "deep_jko_step": deep,
+                "fv_jko_step": fv,
+                "training_seconds": train,
+                "steps": steps,
+                "break_even_trajectories": breakeven,
+            }
+        )
+        print(
+            f"{name:<32} {1e3 * op:>14.2f} {deep:>13.2f} {fv:>11.3f} {deep / op:>8.0f}x {fv / op:>6.1f}x "
+            f"{train:>10.1f} {breakeven:>11.2f}"
+        )
     return records
 
 
@@ -170,13 +187,27 @@ def main() -> None:
     parser.add_argument("--no-arms", action="store_true")
     parser.add_argument("--no-steps", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--arms", nargs="+", choices=ARMS, default=list(ARMS), help="training arms to compare (default: all)"
+    )
+    parser.add_argument(
+        "--no-explicit-base",
+        action="store_true",
+        help="train without the explicit Lagrangian base step: the network learns the whole step",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, {platform.machine()}, {platform.processor() or ''}, threads=1, float64")
+    print(
+        f"torch {torch.__version__}, {platform.machine()}, {platform.processor() or ''}, threads=1, float64"
+    )
     out = {}
     if not args.no_arms:
-        print("\nHeld-out densities (problem's own + members), median rel_error per snapshot:")
-        out["arms"] = arms_table(args.members)
+        base = "without" if args.no_explicit_base else "with"
+        print(
+            f"\nHeld-out densities (problem's own + members), median rel_error per snapshot "
+            f"({base} the explicit base):"
+        )
+        out["arms"] = arms_table(args.members, tuple(args.arms), not args.no_explicit_base)
     if not args.no_steps:
         out["steps"] = steps_table()
     if args.json:

@@ -686,6 +686,7 @@ def make_quantile_1d() -> Problem:
         energy_inf=-1.0 / 6.0,
         provenance="limit of the exact quantile map: uniform on [mean - 1, mean + 1], E = -1/6 (derived)",
     )
+
     def draw(generator: torch.Generator) -> tuple[Distribution, Reference]:
         u = torch.rand(5, generator=generator, dtype=DTYPE)
         w, centre, half_gap = 0.3 + 0.4 * u[0], 0.5 * u[1] - 0.25, 0.5 + 0.5 * u[2]
@@ -710,7 +711,8 @@ def make_quantile_1d() -> Problem:
         box=Box((-4.5,), (4.5,)),
         initial_family=InitialFamily(
             description="bimodal Gaussian mixtures, weights (w, 1 - w), w ~ U[0.3, 0.7], means c -/+ g, "
-            "c ~ U[-0.25, 0.25], g ~ U[0.5, 1], stds U[0.3, 0.45] (7 stds inside the box; exact quantile map)",
+            "c ~ U[-0.25, 0.25], g ~ U[0.5, 1], stds U[0.3, 0.45] (7 stds inside the box; exact "
+            "quantile map)",
             draw=draw,
         ),
         version=1,

@@ -43,7 +43,9 @@ def _tensor_digest(h: Any, tensor: torch.Tensor | None) -> None:
         h.update(tensor.to(torch.float64).contiguous().numpy().tobytes())
 
 
-def operator_key(energy: GridEnergy, tau: float, family: str, members: str, mobility: str, fields: dict) -> str:
+def operator_key(
+    energy: GridEnergy, tau: float, family: str, members: str, mobility: str, fields: dict
+) -> str:
     """The artefact key (module docstring): 24 hex digits of a BLAKE2b hash."""
     h = hashlib.blake2b(digest_size=12)
     grid = energy.grid

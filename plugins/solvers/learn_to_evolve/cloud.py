@@ -11,10 +11,7 @@ the interaction potential), never to store it.
 :class:`~wgfbench.grid.Grid` and arbitrary points: ``interpolate`` reads a grid field and its
 spatial derivative at the particles (the derivative of the interpolant itself, exact almost
 everywhere), ``deposit`` spreads particle masses onto the grid with the same weights (cloud-in-cell,
-mass exactly conserved inside the box) and ``average`` reads per-particle values at the cell
-centres (Shepard interpolation). A cloud's density on the grid is the average of its particles'
-densities, not its deposited masses: particles sit about one cell apart, so cloud-in-cell masses
-alias (cells catch zero, one or two particles) while the carried densities are smooth. Both are differentiable in the particle positions and in
+mass exactly conserved inside the box). Both are differentiable in the particle positions and in
 the field.
 """
 
@@ -129,17 +126,6 @@ class Stencil:
             value = value + weight[..., None] * corner
             grad = grad + corner[..., None] * dweight[:, :, None, :]
         return value, grad
-
-    def average(self, values: Tensor) -> Tensor:
-        """The weighted average (B, *grid.shape) of per-particle ``values`` (B, N) at each cell
-        centre, with the same weights (Shepard interpolation); 0 where no particle is near."""
-        num = torch.zeros(values.shape[0], self.grid.n_cells, dtype=values.dtype, device=values.device)
-        den = torch.zeros_like(num)
-        for index, weight in zip(self.index, self.weight, strict=True):
-            num = num.scatter_add(1, index, weight * values)
-            den = den.scatter_add(1, index, weight.expand_as(values))
-        out = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
-        return out.reshape(values.shape[0], *self.grid.shape)
 
     def deposit(self, mass: Tensor) -> Tensor:
         """Cell averages (B, *grid.shape) of the particle masses (B, N) spread with the weights."""

@@ -23,7 +23,6 @@ Every term is differentiable in the positions and log-densities, hence in :math:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from wgfbench_plugins.solvers.learn_to_evolve.cloud import Cloud, Stencil
 

@@ -163,7 +163,9 @@ def _healthy(new: Cloud, old: Cloud, log: TrainingLog) -> tuple[Cloud, Cloud]:
     finite = torch.isfinite(new.x).flatten(1).all(dim=1) & torch.isfinite(new.log_rho).all(dim=1)
 
     def top(cloud: Cloud) -> Tensor:
-        return torch.where(cloud.mass > 0, cloud.log_rho, torch.full_like(cloud.log_rho, -math.inf)).amax(dim=1)
+        return torch.where(cloud.mass > 0, cloud.log_rho, torch.full_like(cloud.log_rho, -math.inf)).amax(
+            dim=1
+        )
 
     keep = finite & (top(new) < top(old) + math.log(FOLD_LIMIT))
     log.dropped_states += int((~keep).sum())

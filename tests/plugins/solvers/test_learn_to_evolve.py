@@ -38,14 +38,22 @@ def _w2_1d(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -
 def test_stencil_is_exact_for_linear_fields_and_deposits_all_mass():
     grid = Grid.with_cells(Box((-2.0, -1.0), (2.0, 3.0)), (16, 12))
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(2, 300, 2, generator=gen, dtype=F64) * torch.tensor([3.5, 3.4]) + torch.tensor([-1.75, -0.7])
+    x = torch.rand(2, 300, 2, generator=gen, dtype=F64) * torch.tensor([3.5, 3.4]) + torch.tensor(
+        [-1.75, -0.7]
+    )
     c = grid.centres()
-    field = torch.stack([2.0 * c[..., 0] - 3.0 * c[..., 1] + 1.0, 0.5 * c[..., 0]], dim=0)[None].expand(2, -1, -1, -1)
+    field = torch.stack([2.0 * c[..., 0] - 3.0 * c[..., 1] + 1.0, 0.5 * c[..., 0]], dim=0)[None].expand(
+        2, -1, -1, -1
+    )
     stencil = Stencil(x, grid)
     value, grad = stencil.interpolate(field)
     assert torch.allclose(value[..., 0], 2.0 * x[..., 0] - 3.0 * x[..., 1] + 1.0, atol=1e-12)
-    assert torch.allclose(grad[..., 0, :], torch.tensor([2.0, -3.0], dtype=F64).expand_as(grad[..., 0, :]), atol=1e-12)
-    assert torch.allclose(grad[..., 1, :], torch.tensor([0.5, 0.0], dtype=F64).expand_as(grad[..., 1, :]), atol=1e-12)
+    assert torch.allclose(
+        grad[..., 0, :], torch.tensor([2.0, -3.0], dtype=F64).expand_as(grad[..., 0, :]), atol=1e-12
+    )
+    assert torch.allclose(
+        grad[..., 1, :], torch.tensor([0.5, 0.0], dtype=F64).expand_as(grad[..., 1, :]), atol=1e-12
+    )
     mass = torch.rand(2, 300, generator=gen, dtype=F64)
     rho = stencil.deposit(mass)
     assert torch.allclose(rho.sum(dim=(1, 2)) * grid.cell_volume, mass.sum(dim=1), atol=1e-12)
@@ -103,7 +111,7 @@ def ou_1d_operator():
     solver = LearnToEvolve.for_tier(
         "quick", members=6, rounds=6, steps_per_round_1d=300, cells_1d=96, lattice_1d=96, cache=False
     )
-    ctx = Context.create(0, "quick")
+    ctx = Context.create(0, "quick", budget_seconds=1e9)
     operator, description = solver.train(problem, ctx)
     return problem, solver, operator, description
 
@@ -166,6 +174,22 @@ def test_rollouts_stay_stable_for_four_times_the_steps_seen(ou_1d_operator):
     assert max(energies) <= energies[0] + 1e-6
 
 
+@pytest.mark.parametrize("name", ["porous-medium/barenblatt-2d-m2", "aggregation/quadratic-2d"])
+def test_2d_rollouts_of_a_smoke_operator_stay_finite_with_their_mass(name):
+    """Even the barely trained smoke-tier operator rolls out four times its training horizon in 2-D
+    without blowing up: finite particles, unit mass, finite log-densities."""
+    problem = wgfbench.get_problem(name).view()
+    solver = LearnToEvolve.for_tier("smoke", cache=False)
+    operator, description = solver.train(problem, Context.create(0, "smoke", budget_seconds=1e9))
+    cloud = lattice_cloud(problem.initial.log_density, problem.box, 32)
+    with torch.no_grad():
+        for _ in range(4 * description["training"]["steps_seen"]):
+            cloud, _ = operator(cloud)
+    assert torch.isfinite(cloud.x).all() and torch.isfinite(cloud.log_rho).all()
+    assert float(cloud.mass.sum()) == pytest.approx(1.0, abs=1e-12)
+    assert float(cloud.log_rho[cloud.mass > 0].max()) < 10.0
+
+
 def test_learn_to_evolve_beats_training_on_initial_densities_only():
     """The paper's claim, in miniature: at equal Adam steps, the ablation that never sees generated
     states drifts on the problem's own (held-out) initial density, Learn-to-Evolve does not."""
@@ -173,16 +197,26 @@ def test_learn_to_evolve_beats_training_on_initial_densities_only():
     errors = {}
     for arm in ("learn-to-evolve", "initial-only"):
         solver = LearnToEvolve.for_tier(
-            "quick", arm=arm, members=6, rounds=6, steps_per_round_1d=80, cells_1d=96, lattice_1d=96, cache=False
+            "quick",
+            arm=arm,
+            members=6,
+            rounds=6,
+            steps_per_round_1d=80,
+            cells_1d=96,
+            lattice_1d=96,
+            cache=False,
         )
-        operator, _ = solver.train(problem.view(), Context.create(0, "quick"))
+        operator, _ = solver.train(problem.view(), Context.create(0, "quick", budget_seconds=1e9))
         cloud = lattice_cloud(problem.initial.log_density, problem.box, 256)
         with torch.no_grad():
             for _ in range(round(problem.final_time / problem.dt)):
                 cloud, _ = operator(cloud)
         mean = float((cloud.mass * cloud.x[..., 0]).sum())
         var = float((cloud.mass * (cloud.x[..., 0] - mean) ** 2).sum())
-        ref_mean, ref_var = float(problem.reference.mean(problem.final_time)[0]), float(problem.reference.cov(problem.final_time)[0, 0])
+        ref_mean, ref_var = (
+            float(problem.reference.mean(problem.final_time)[0]),
+            float(problem.reference.cov(problem.final_time)[0, 0]),
+        )
         errors[arm] = math.sqrt((mean - ref_mean) ** 2 + (math.sqrt(var) - math.sqrt(ref_var)) ** 2)
     assert errors["learn-to-evolve"] < errors["initial-only"], errors
 
@@ -190,9 +224,13 @@ def test_learn_to_evolve_beats_training_on_initial_densities_only():
 def test_supervised_arm_trains_on_fv_jko_trajectories():
     problem = wgfbench.get_problem("fokker-planck/ou-1d").view()
     grid = Grid.with_cells(problem.box, 48)
-    operator = TransportOperator(JKOOperator(1, width=8, depth=1), GridEnergy(problem.energy, grid), problem.dt)
+    operator = TransportOperator(
+        JKOOperator(1, width=8, depth=1), GridEnergy(problem.energy, grid), problem.dt
+    )
     gen = torch.Generator().manual_seed(0)
-    members = Cloud.cat([lattice_cloud(problem.initial_family.draw(gen).log_density, problem.box, 48) for _ in range(2)])
+    members = Cloud.cat(
+        [lattice_cloud(problem.initial_family.draw(gen).log_density, problem.box, 48) for _ in range(2)]
+    )
     log = train_operator(operator, members, Schedule(2, 5, 2, 4, 1e-3), "supervised", gen)
     assert log.classical_seconds > 0 and log.rounds[-1]["pool"] == 2 * 3
     with pytest.raises(ValueError, match="unknown arm"):
@@ -219,17 +257,17 @@ def test_artefact_round_trip_gives_the_same_operator(ou_1d_operator, tmp_path):
 def test_operator_is_reused_across_seeds_and_loaded_from_a_copied_directory(tmp_path):
     problem = wgfbench.get_problem("porous-medium/barenblatt-1d-m2").view()
     solver = LearnToEvolve.for_tier("smoke")
-    first = Context.create(1, "smoke", artifacts=tmp_path / "a")
+    first = Context.create(1, "smoke", artifacts=tmp_path / "a", budget_seconds=1e9)
     solver.prepare(problem, first)
     trajectory = solver.solve(problem, first)
     assert trajectory.info["operator_source"] == "trained"
     assert (tmp_path / "a" / "operator" / "operator.safetensors").exists()
     again = LearnToEvolve.for_tier("smoke")
-    second = Context.create(2, "smoke", artifacts=tmp_path / "b")
+    second = Context.create(2, "smoke", artifacts=tmp_path / "b", budget_seconds=1e9)
     again.prepare(problem, second)
     assert again.solve(problem, second).info["operator_source"] == "cache"
     copied = LearnToEvolve.for_tier("smoke", operator_dir=str(tmp_path / "a" / "operator"), cache=False)
-    ctx = Context.create(3, "smoke", artifacts=tmp_path / "c")
+    ctx = Context.create(3, "smoke", artifacts=tmp_path / "c", budget_seconds=1e9)
     copied.prepare(problem, ctx)
     out = copied.solve(problem, ctx)
     assert out.info["operator_source"] == "operator_dir"
@@ -242,7 +280,7 @@ def test_operator_is_reused_across_seeds_and_loaded_from_a_copied_directory(tmp_
 def test_solver_output_is_a_valid_trajectory_with_mass_and_positive_densities():
     problem = wgfbench.get_problem("aggregation/quantile-1d")
     solver = LearnToEvolve.for_tier("smoke")
-    ctx = Context.create(0, "smoke")
+    ctx = Context.create(0, "smoke", budget_seconds=1e9)
     solver.prepare(problem.view(), ctx)
     trajectory = solver.solve(problem.view(), ctx)
     trajectory.validate(problem.times, problem.dim)
@@ -267,8 +305,8 @@ def test_supports_says_why_not():
 def test_training_ignores_the_case_seed():
     problem = wgfbench.get_problem("fokker-planck/ou-1d").view()
     solver = LearnToEvolve.for_tier("smoke", cache=False)
-    a, _ = solver.train(problem, Context.create(1, "smoke"))
-    b, _ = solver.train(problem, Context.create(2, "smoke"))
+    a, _ = solver.train(problem, Context.create(1, "smoke", budget_seconds=1e9))
+    b, _ = solver.train(problem, Context.create(2, "smoke", budget_seconds=1e9))
     for p, q in zip(a.network.parameters(), b.network.parameters(), strict=True):
         assert torch.equal(p, q)
     assert np.isfinite(float(next(a.network.parameters()).sum()))
