@@ -65,6 +65,17 @@ def _gradient_flux(u: Tensor, weight: Tensor | None, h: tuple[float, ...]) -> li
     return flux
 
 
+def pressure_and_potential(energy: GridEnergy, rho: Tensor) -> tuple[Tensor | None, Tensor]:
+    r"""The pressure :math:`P(\rho) = \rho U' - U` (``None`` without internal energy; 0 where
+    :math:`\rho = 0`) and :math:`\Phi = V + W*\rho` of grid densities ``rho`` (B, *shape): what the
+    features and the explicit base step both read, computed once per step."""
+    internal = energy.internal
+    pressure = None
+    if internal is not None:
+        pressure = torch.where(rho > 0, internal.pressure(rho.clamp_min(1e-300)), torch.zeros_like(rho))
+    return pressure, energy.V + energy.convolve(rho)
+
+
 class PhysicsFeatures:
     """The three input channels of :class:`JKOOperator` (module docstring) for one grid energy."""
 
@@ -73,17 +84,15 @@ class PhysicsFeatures:
     def __init__(self, energy: GridEnergy, tau: float):
         self.energy, self.tau, self.h = energy, float(tau), energy.grid.h
 
-    def __call__(self, rho: Tensor) -> tuple[Tensor, Tensor]:
-        """``(features (B, 3, *shape), scale (B, 1, …))`` for ``rho`` (B, *shape)."""
+    def __call__(self, rho: Tensor, pressure: Tensor | None, phi: Tensor) -> tuple[Tensor, Tensor]:
+        """``(features (B, 3, *shape), scale (B, 1, …))`` for ``rho`` (B, *shape) with its
+        :func:`pressure_and_potential`."""
         dims = tuple(range(1, rho.dim()))
         scale = rho.amax(dim=dims, keepdim=True)
-        internal = self.energy.internal
-        if internal is None:
+        if pressure is None:
             diffusion = torch.zeros_like(rho)
         else:
-            pressure = torch.where(rho > 0, internal.pressure(rho.clamp_min(1e-300)), torch.zeros_like(rho))
             diffusion = _face_divergence(_gradient_flux(pressure, None, self.h), self.h)
-        phi = self.energy.V + self.energy.convolve(rho)
         drift = _face_divergence(_gradient_flux(phi, rho, self.h), self.h)
         feats = torch.stack([rho, self.tau * diffusion, self.tau * drift], dim=1) / scale.unsqueeze(1)
         return feats, scale
@@ -174,7 +183,7 @@ class TransportOperator:
         stencil = Stencil(cloud.x, self.grid) if stencil is None else stencil
         return binomial(stencil.deposit(cloud.mass), self.grid.dim)
 
-    def explicit_displacement(self, rho: Tensor) -> Tensor:
+    def explicit_displacement(self, rho: Tensor, pressure: Tensor | None, phi: Tensor) -> Tensor:
         r"""The explicit Lagrangian step :math:`\tau v` on the grid, (B, d, *shape), with
         :math:`v = -\nabla P(\rho)/\rho - \nabla\Phi` (central differences; :math:`\rho` floored at
         :math:`10^{-8}\max\rho` where it is divided by). The pressure part is clipped per component:
@@ -188,12 +197,10 @@ class TransportOperator:
         velocity is evaluated at the new density)."""
         spacing = list(self.grid.h)
         dims = list(range(1, rho.dim()))
-        phi = self.energy.V + self.energy.convolve(rho)
         grad_phi = torch.gradient(phi, spacing=spacing, dim=dims)
         displacement = [-self.tau * g for g in grad_phi]
         internal = self.energy.internal
-        if internal is not None:
-            pressure = torch.where(rho > 0, internal.pressure(rho.clamp_min(1e-300)), torch.zeros_like(rho))
+        if pressure is not None:
             floor = 1e-8 * rho.amax(dim=tuple(dims), keepdim=True)
             clip = 1.0 if isinstance(internal, Entropy) else 0.2
             grad_p = torch.gradient(pressure, spacing=spacing, dim=dims)
@@ -206,11 +213,13 @@ class TransportOperator:
     def __call__(self, cloud: Cloud) -> tuple[Cloud, Tensor]:
         stencil = Stencil(cloud.x, self.grid)
         rho = self.density(cloud, stencil)
-        feats, _scale = self.features(rho)
+        pressure, phi = pressure_and_potential(self.energy, rho)
+        feats, _scale = self.features(rho, pressure, phi)
         shape = (1, self.grid.dim) + (1,) * self.grid.dim
         field = self.network(feats) * self._h.reshape(shape).to(feats.dtype)
         if self.explicit_base:
-            field = field + self.explicit_displacement(rho.detach())
+            detached = None if pressure is None else pressure.detach()
+            field = field + self.explicit_displacement(rho.detach(), detached, phi.detach())
         field = binomial(field, self.grid.dim)
         u, du = stencil.interpolate(field)
         moved = Cloud(cloud.x + u, cloud.log_rho - log_det(du), cloud.mass)
