@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import pydantic
+import torch
 
 from wgfbench.context import TIERS, Context
 from wgfbench.errors import ConfigError
@@ -115,6 +117,32 @@ def equal_steps(interval: float, dt_bound: float) -> tuple[int, float]:
     snapshot is reached exactly and no tiny final step is left over."""
     k = max(1, math.ceil(interval / dt_bound - 1e-9))
     return k, interval / k
+
+
+def step_ends(times: tuple[float, ...], dt_bound: float) -> list[float]:
+    """End times of a solver's steps: each interval between snapshot times cut by
+    :func:`equal_steps` into the fewest equal steps no longer than ``dt_bound``, so every
+    snapshot time is an end time and is hit exactly."""
+    ends: list[float] = []
+    for a, b in itertools.pairwise(times):
+        k, _ = equal_steps(b - a, dt_bound)
+        ends.extend(a + (b - a) * (i + 1) / k for i in range(k - 1))
+        ends.append(b)
+    return ends
+
+
+def confined_to_box(problem: ProblemLike, n: int = 2000, margin: float = 0.05, share: float = 0.01) -> bool:
+    """True when more than ``share`` of ``n`` samples of ρ0 (fixed CPU generator) lie within
+    ``margin`` × the box width of one of its walls: the box is then a physical domain with no-flux
+    walls (e.g. ``fokker-planck/box-1d``), not just a computational window around the mass."""
+    if problem.box is None:
+        return False
+    x = problem.initial.sample(n, torch.Generator().manual_seed(0))
+    low = torch.tensor(problem.box.low, dtype=x.dtype)
+    high = torch.tensor(problem.box.high, dtype=x.dtype)
+    gap = margin * (high - low)
+    near = ((x - low) < gap) | ((high - x) < gap)
+    return bool(near.any(dim=1).double().mean() > share)
 
 
 def support_reason(result: Support) -> str | None:

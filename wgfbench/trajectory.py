@@ -82,7 +82,8 @@ Snapshot = ParticleSnapshot | GridSnapshot
 @dataclass
 class StepRecord:
     """One time step of a solver: time reached ``t``, step ``tau``, an energy estimate with its
-    standard error (NaN when not computed), inner iterations and the final loss."""
+    standard error (NaN when not computed), inner iterations, the final loss and, for solvers
+    with an inner linear solve, its relative residual (NaN when none)."""
 
     t: float
     tau: float
@@ -90,6 +91,7 @@ class StepRecord:
     energy_stderr: float = math.nan
     iterations: int = 0
     loss: float = math.nan
+    residual: float = math.nan
 
 
 @dataclass

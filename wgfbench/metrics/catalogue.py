@@ -153,6 +153,12 @@ DERIVED: dict[str, MetricInfo] = _catalogue(
         lower_is_better=False,
     ),
     MetricInfo(
+        "step_residual",
+        "1",
+        "relative residual of the inner linear solve a solver logged at one step (e.g. pwgf's "
+        "metric solve; t = step time, step = index in the log)",
+    ),
+    MetricInfo(
         "dissipation",
         "1",
         "share of consecutive logged steps where the energy rose by more than two combined standard "

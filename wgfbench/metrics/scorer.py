@@ -662,6 +662,11 @@ class Scorer:
     def _score_steps(self, steps: Sequence[StepRecord]) -> list[MetricRow]:
         logged = [(i, s) for i, s in enumerate(steps) if math.isfinite(s.energy)]
         rows = [MetricRow(float(s.t), i, "step_energy", float(s.energy)) for i, s in logged]
+        rows += [
+            MetricRow(float(s.t), i, "step_residual", float(s.residual))
+            for i, s in enumerate(steps)
+            if math.isfinite(s.residual)
+        ]
         if len(logged) >= 2:
             rises = 0
             for (_, prev), (_, cur) in itertools.pairwise(logged):

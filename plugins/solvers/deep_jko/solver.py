@@ -57,7 +57,6 @@ and 75 at t = 2 (E∞ = 56.9), measured at the quick tier.
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ from torch import Tensor
 from wgfbench.context import Context
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.problem import Problem
-from wgfbench.solver import Solver, SolverConfig, Support, equal_steps
+from wgfbench.solver import Solver, SolverConfig, Support, confined_to_box, step_ends
 from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
 
 from .flow import VelocityField, push
@@ -232,28 +231,7 @@ class StoredMap:
     precond_root: Tensor | None
 
 
-def confined_to_box(problem: Problem, n: int = 2000, margin: float = 0.05, share: float = 0.01) -> bool:
-    """True when more than ``share`` of ``n`` samples of ρ0 (fixed CPU generator) lie within
-    ``margin`` × the box width of one of its walls: the box is then a physical domain with no-flux
-    walls (e.g. ``fokker-planck/box-1d``), not just a computational window around the mass."""
-    if problem.box is None:
-        return False
-    x = problem.initial.sample(n, torch.Generator().manual_seed(0))
-    low = torch.tensor(problem.box.low, dtype=x.dtype)
-    high = torch.tensor(problem.box.high, dtype=x.dtype)
-    gap = margin * (high - low)
-    near = ((x - low) < gap) | ((high - x) < gap)
-    return bool(near.any(dim=1).double().mean() > share)
-
-
-def jko_schedule(times: tuple[float, ...], dt: float) -> list[float]:
-    """End times of the JKO steps: each snapshot interval cut into equal steps of at most ``dt``."""
-    ends: list[float] = []
-    for a, b in itertools.pairwise(times):
-        k, _ = equal_steps(b - a, dt)
-        ends.extend(a + (b - a) * (i + 1) / k for i in range(k - 1))
-        ends.append(b)
-    return ends
+jko_schedule = step_ends  # the name deep-jko's tests and benchmarks use
 
 
 class DeepJKO(Solver):

@@ -1,0 +1,386 @@
+r"""PWGF: parameterized Wasserstein gradient flow (Jin, Liu, Wu, Ye & Zhou, arXiv 2404.19133).
+
+The density is a push-forward :math:`\rho_\theta = T_\theta\#\lambda` of the standard Gaussian
+:math:`\lambda` through a neural-ODE map (:mod:`.pushforward`), and the Wasserstein gradient flow of
+:math:`\mathcal E` becomes an ODE on the parameters,
+
+.. math:: \dot\theta = -\big(G(\theta) + \varepsilon I\big)^{-1}\nabla_\theta F(\theta),\qquad
+          F(\theta) = \mathcal E(\rho_\theta),\quad
+          G(\theta) = \mathbb E_z\big[J_\theta(z)^\top J_\theta(z)\big],
+
+with the pullback metric applied matrix-free and solved by conjugate gradients (:mod:`.metric`) and
+:math:`F` a Monte Carlo estimate on fresh reference points every step (:mod:`.functional`). No
+spatial grid and no inner nonconvex optimisation: one gradient and one linear solve per step.
+
+``prepare`` fits :math:`\theta_0` to the problem's :math:`\rho_0` by maximum likelihood on fresh
+samples of :math:`\rho_0` (Adam; the map is started at the affine map of :math:`\rho_0`'s moments,
+exact for a Gaussian) and records the fit time and the fit's KL divergence
+:math:`\mathrm{KL}(\rho_0\|\rho_{\theta_0})` on held-out samples (when :math:`\rho_0` has a
+density). ``solve`` then steps :math:`\theta` with forward Euler (the paper's scheme) or Heun's
+second-order method (``scheme="heun"``), the snapshot intervals cut into equal steps of at most
+``dt``, and hands the scorer ``n_output`` push-forward samples per snapshot with their exact
+log-densities.
+
+Per step the trajectory log (:class:`StepRecord`) holds the energy of a fixed evaluation set of
+``n_eval`` points (value and standard error; the same points every step, so consecutive energies
+are compared with common random numbers), the conjugate-gradient iterations and the relative
+residual of the last solve. Failed solves and rising energies are handled as follows:
+
+* a solve that does not reach ``cg_tol`` in ``cg_max_iterations`` is *refined*: it is restarted
+  from its best iterate with :math:`\varepsilon` ten times larger, up to ``refinements`` times (a
+  larger :math:`\varepsilon` shortens the step along the poorly determined directions of
+  :math:`G`); a solve still unconverged is used (CG's best iterate) and counted in
+  ``info["unconverged_solves"]``, its residual logged;
+* a step is *rejected* when the batch free energy rises (the same reference points before and
+  after the step: for a small enough step it must fall, since :math:`\nabla F\cdot\dot\theta =
+  -\nabla F^\top(G+\varepsilon I)^{-1}\nabla F < 0`), and retried as two half steps, at most
+  ``max_halvings`` deep; the count is ``info["halvings"]``.
+
+Hyperparameters. ``epsilon`` 1e-5 and MINRES/CG tolerances around 1e-5…1e-6 with tens of
+iterations are the unofficial JAX implementation's defaults (SebasGutHdz/Parametric-Wasserstein-
+Flows); we use CG with a relative tolerance of 1e-4. Width, number of RK4 steps of the map, batch
+size, fit iterations and the step ``dt`` per tier were chosen on members of the problems' initial
+families (``fokker-planck/ou-2d`` and ``porous-medium/barenblatt-2d-m2`` families: draws from a
+fixed validation seed), by the fit KL and the energy decay against the family member's own exact
+solution, never on the scored problems' leaderboard numbers; the measurements are in
+``docs/pwgf.md``. ``quick`` is sized to ≤ 3 min per case on 2 CPU cores.
+
+Supported: every problem whose initial law can be sampled, in every dimension, for the Wasserstein,
+nonlinear-mobility and Kalman–Wasserstein metrics; not problems whose box is a no-flux wall
+(``fokker-planck/box-1d``): the map pushes into the whole space.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
+from torch import Tensor
+
+from wgfbench.context import Context
+from wgfbench.errors import NonFiniteOutput
+from wgfbench.problem import ProblemLike
+from wgfbench.solver import Solver, SolverConfig, Support, confined_to_box, step_ends
+from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
+
+from .fit import FitResult, fit_initial
+from .functional import energy_terms
+from .metric import PullbackMetric, SolveResult, conjugate_gradient
+from .pushforward import PushForward, log_standard_normal
+
+_TIME_TOL = 1e-12
+
+_TIERS: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        width=8, flow_steps=2, batch=200, fit_iterations=80, fit_batch=256, scheme="euler",
+        dt_factor=4.0, max_steps=20, cg_max_iterations=20,
+    ),
+    "quick": dict(
+        width=32, flow_steps=4, batch=1000, fit_iterations=600, fit_batch=1000, scheme="heun",
+        dt_factor=1.0, max_steps=100, cg_max_iterations=100,
+    ),
+    "large": dict(
+        width=128, flow_steps=8, batch=4000, fit_iterations=4000, fit_batch=4000, scheme="heun",
+        dt_factor=0.5, max_steps=400, cg_max_iterations=400,
+    ),
+}  # fmt: skip
+
+
+class PWGFConfig(SolverConfig):
+    """Configuration of :class:`PWGF`; ``None`` fields come from the ``table`` tier (``_TIERS``).
+
+    Map: ``width`` m (hidden units of the velocity field), ``flow_steps`` (RK4 steps of the neural
+    ODE), ``init_scale`` (spread of the initial hidden weights). Fit: ``fit_iterations`` Adam steps
+    of ``fit_batch`` fresh samples of ρ0 at ``fit_lr``. Flow: ``scheme`` (``euler``, the paper's,
+    or ``heun``), ``dt`` (else ``problem.dt × dt_factor``, raised so that at most ``max_steps``
+    steps are taken), ``batch`` reference points per step, ``trace`` (``exact`` or ``hutchinson``
+    log-determinant), ``epsilon`` (Tikhonov term of G), ``cg_tol`` (relative residual),
+    ``cg_max_iterations``, ``refinements`` (restarts with 10ε), ``max_halvings`` (step rejection)."""
+
+    table: Literal["smoke", "quick", "large"] = "quick"
+    width: PositiveInt | None = None
+    flow_steps: PositiveInt | None = None
+    init_scale: PositiveFloat = 1.0
+    fit_iterations: NonNegativeInt | None = None
+    fit_batch: PositiveInt | None = None
+    fit_lr: PositiveFloat = 1e-2
+    scheme: Literal["euler", "heun"] | None = None
+    dt: PositiveFloat | None = None
+    dt_factor: PositiveFloat | None = None
+    max_steps: PositiveInt | None = None
+    batch: PositiveInt | None = None
+    trace: Literal["exact", "hutchinson"] = "exact"
+    epsilon: PositiveFloat = 1e-3
+    cg_tol: PositiveFloat = 1e-2
+    cg_max_iterations: PositiveInt | None = None
+    refinements: NonNegativeInt = 2
+    max_halvings: NonNegativeInt = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings for one problem (config over the tier table)."""
+
+    width: int
+    flow_steps: int
+    fit_iterations: int
+    fit_batch: int
+    dt: float
+    batch: int
+    cg_max_iterations: int
+    scheme: str
+
+
+@dataclass
+class Direction:
+    """:math:`\\eta = (G+\\varepsilon I)^{-1}\\nabla F` at θ on one batch, with the batch energy F."""
+
+    eta: Tensor
+    free_energy: float
+    solve: SolveResult
+    refinements: int
+
+
+class PWGF(Solver):
+    """Parameterized Wasserstein gradient flow (module docstring)."""
+
+    name = "pwgf"
+    Config = PWGFConfig
+    citation = r"""@article{jin2024pwgf,
+  title   = {Parameterized {W}asserstein Gradient Flow},
+  author  = {Jin, Yijie and Liu, Shu and Wu, Hao and Ye, Xiaojing and Zhou, Haomin},
+  journal = {arXiv preprint arXiv:2404.19133}, year = {2024}
+}"""
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"table": "smoke"},
+        "quick": {"table": "quick"},
+        "large": {"table": "large"},
+    }
+
+    config: PWGFConfig
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self._fitted: tuple[str, FitResult] | None = None
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def supports(self, problem: ProblemLike) -> Support:
+        if confined_to_box(problem):
+            return (
+                "the initial law reaches the walls of the problem's box (a no-flux domain): the "
+                "push-forward map moves mass in the whole space and cannot respect walls"
+            )
+        return True
+
+    def settings(self, problem: ProblemLike) -> Settings:
+        merged = dict(_TIERS[self.config.table])
+        merged.update({k: v for k, v in self.config.model_dump().items() if v is not None})
+        dt = merged.get("dt") or problem.dt * merged["dt_factor"]
+        dt = max(dt, problem.final_time / merged["max_steps"])
+        return Settings(
+            width=merged["width"],
+            flow_steps=merged["flow_steps"],
+            fit_iterations=merged["fit_iterations"],
+            fit_batch=merged["fit_batch"],
+            dt=float(dt),
+            batch=merged["batch"],
+            cg_max_iterations=merged["cg_max_iterations"],
+            scheme=merged["scheme"],
+        )
+
+    # -- prepare: fit θ0 ----------------------------------------------------------------------
+
+    def prepare(self, problem: ProblemLike, ctx: Context) -> None:
+        """Fit :math:`\\theta_0` to :math:`\\rho_0` (maximum likelihood, :mod:`.fit`)."""
+        s = self.settings(problem)
+        self._fitted = (problem.name, fit_initial(problem, s.width, s.flow_steps, s.fit_iterations,
+                                                  s.fit_batch, self.config.fit_lr, self.config.init_scale,
+                                                  ctx))  # fmt: skip
+
+    def _fit(self, problem: ProblemLike, ctx: Context) -> FitResult:
+        if self._fitted is None or self._fitted[0] != problem.name:
+            self.prepare(problem, ctx)
+        assert self._fitted is not None
+        return self._fitted[1]
+
+    # -- one step of the parameterised flow ---------------------------------------------------
+
+    def _reference(self, n: int, dim: int, ctx: Context) -> Tensor:
+        return ctx.randn(n, dim)
+
+    def free_energy(self, flow: PushForward, theta: Tensor, z: Tensor, problem: ProblemLike) -> Tensor:
+        """Batch estimate of :math:`F(\\theta)` on reference points ``z`` (differentiable)."""
+        x, ld = flow.push_with_logdet(theta, z)
+        return energy_terms(problem.energy, x, log_standard_normal(z) - ld).mean()
+
+    def direction(
+        self,
+        flow: PushForward,
+        theta: Tensor,
+        z: Tensor,
+        problem: ProblemLike,
+        ctx: Context,
+        warm: Tensor | None,
+    ) -> Direction:
+        """:math:`\\eta = (G+\\varepsilon I)^{-1}\\nabla_\\theta F` on the batch ``z``, refined on
+        failure (module docstring)."""
+        cfg = self.config
+        s = self.settings(problem)
+        theta = theta.detach().requires_grad_(True)
+        probe = None
+        if cfg.trace == "hutchinson":
+            probe = torch.randint(0, 2, z.shape, generator=ctx.generator, device=z.device).to(z.dtype) * 2 - 1
+        x, ld = flow.push_with_logdet(theta, z, probe)
+        log_rho = log_standard_normal(z) - ld
+        value = energy_terms(problem.energy, x, log_rho).mean()
+        (grad,) = torch.autograd.grad(value, theta)
+        theta = theta.detach()
+        weights, precision = None, None
+        mobility = problem.mobility
+        if mobility.kind == "nonlinear":
+            rho = log_rho.detach().exp()
+            m = mobility.M(rho)  # type: ignore[misc]
+            # κ = ρ/M(ρ), capped where M ≤ 0 (ρ at or above a saturation cap), as in deep-jko.
+            capped = (rho / m.clamp_min(1e-300)).clamp_max(1e6)
+            weights = torch.where(m > 0, capped, torch.full_like(rho, 1e6))
+        elif mobility.kind == "kalman":
+            xd = x.detach()
+            centred = xd - xd.mean(0)
+            precision = torch.linalg.inv(centred.T @ centred / (xd.shape[0] - 1))
+        metric = PullbackMetric(flow.push, theta, z, weights, precision)
+        epsilon = cfg.epsilon
+        result = conjugate_gradient(metric.apply, grad, epsilon, cfg.cg_tol, s.cg_max_iterations, warm)
+        refinements = 0
+        while not result.converged and refinements < cfg.refinements:
+            refinements += 1
+            epsilon *= 10.0
+            result = conjugate_gradient(
+                metric.apply, grad, epsilon, cfg.cg_tol, s.cg_max_iterations, result.x
+            )
+        if not torch.isfinite(result.x).all():
+            raise NonFiniteOutput("pwgf: non-finite parameter velocity from the metric solve")
+        return Direction(result.x, float(value.detach()), result, refinements)
+
+    def step(
+        self,
+        flow: PushForward,
+        theta: Tensor,
+        z: Tensor,
+        tau: float,
+        problem: ProblemLike,
+        ctx: Context,
+        warm: Tensor | None,
+        depth: int = 0,
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """θ after one step of ``tau`` (Euler or Heun) on batch ``z``, rejected and halved when the
+        batch energy rises. Returns θ and the step's statistics."""
+        first = self.direction(flow, theta, z, problem, ctx, warm)
+        stats = {
+            "iterations": first.solve.iterations,
+            "residual": first.solve.residual,
+            "unconverged": int(not first.solve.converged),
+            "refinements": first.refinements,
+            "halvings": 0,
+            "eta": first.eta,
+        }
+        if self.settings(problem).scheme == "heun":
+            predictor = theta - tau * first.eta
+            second = self.direction(flow, predictor, z, problem, ctx, first.eta)
+            candidate = theta - 0.5 * tau * (first.eta + second.eta)
+            stats["iterations"] += second.solve.iterations
+            stats["residual"] = max(first.solve.residual, second.solve.residual)
+            stats["unconverged"] += int(not second.solve.converged)
+            stats["refinements"] += second.refinements
+        else:
+            candidate = theta - tau * first.eta
+        with torch.no_grad():
+            after = float(self.free_energy(flow, candidate, z, problem))
+        if (after <= first.free_energy or not math.isfinite(first.free_energy)) and math.isfinite(after):
+            return candidate, stats
+        if depth >= self.config.max_halvings:
+            if not math.isfinite(after):
+                raise NonFiniteOutput(f"pwgf: non-finite energy after a step of {tau:g} at the halving limit")
+            return candidate, stats
+        half, s1 = self.step(flow, theta, z, 0.5 * tau, problem, ctx, first.eta, depth + 1)
+        out, s2 = self.step(flow, half, z, 0.5 * tau, problem, ctx, s1["eta"], depth + 1)
+        merged = {
+            "iterations": stats["iterations"] + s1["iterations"] + s2["iterations"],
+            "residual": max(s1["residual"], s2["residual"]),
+            "unconverged": s1["unconverged"] + s2["unconverged"],
+            "refinements": stats["refinements"] + s1["refinements"] + s2["refinements"],
+            "halvings": 1 + s1["halvings"] + s2["halvings"],
+            "eta": s2["eta"],
+        }
+        return out, merged
+
+    # -- solve ----------------------------------------------------------------------------------
+
+    def solve(self, problem: ProblemLike, ctx: Context) -> Trajectory:
+        """Fit (if ``prepare`` did not), then step θ from 0 to the final time (module docstring)."""
+        reason = self.supports(problem)
+        if reason is not True:
+            raise ValueError(f"pwgf does not support {problem.name}: {reason}")
+        s = self.settings(problem)
+        fit = self._fit(problem, ctx)
+        flow, theta = fit.flow, fit.theta.clone()
+        d = problem.dim
+        ends = step_ends(problem.times, s.dt)
+        z_eval = self._reference(ctx.tier.n_eval, d, ctx)
+
+        def snapshot(t: float) -> ParticleSnapshot:
+            x, lr = flow.sample(theta, self._reference(ctx.tier.n_output, d, ctx))
+            if not (torch.isfinite(x).all() and torch.isfinite(lr).all()):
+                raise NonFiniteOutput(f"pwgf: non-finite samples at t={t:g}")
+            return ParticleSnapshot(t=t, x=x, log_rho=lr)
+
+        snapshots = [snapshot(0.0)]
+        steps: list[StepRecord] = []
+        totals = {"iterations": 0, "unconverged": 0, "refinements": 0, "halvings": 0}
+        warm: Tensor | None = None
+        started = time.perf_counter()
+        t = 0.0
+        for n, t_end in enumerate(ends):
+            ctx.check_budget()
+            tau = t_end - t
+            z = self._reference(s.batch, d, ctx)
+            theta, stats = self.step(flow, theta, z, tau, problem, ctx, warm)
+            warm = stats["eta"]
+            for key in totals:
+                totals[key] += stats[key]
+            t = t_end
+            with torch.no_grad():
+                x, ld = flow.push_with_logdet(theta, z_eval)
+                estimate = problem.energy.on_particles(x, log_standard_normal(z_eval) - ld)
+            if not math.isfinite(estimate.value):
+                raise NonFiniteOutput(f"pwgf: non-finite energy after step {n + 1} (t={t:g})")
+            steps.append(
+                StepRecord(
+                    t=t, tau=tau, energy=estimate.value, energy_stderr=estimate.stderr,
+                    iterations=stats["iterations"], residual=stats["residual"],
+                )
+            )  # fmt: skip
+            if any(abs(t - ts) <= _TIME_TOL * max(1.0, ts) for ts in problem.times[1:]):
+                snapshots.append(snapshot(t))
+            ctx.progress(n + 1, len(ends))
+        taus = [b - a for a, b in zip([0.0, *ends[:-1]], ends, strict=True)]
+        info: dict[str, float | int | str] = {
+            "scheme": f"pwgf/{s.scheme}/{self.config.trace}",
+            "n_steps": len(ends),
+            "dt": s.dt,
+            "width": s.width,
+            "flow_steps": s.flow_steps,
+            "parameters": flow.layout.size,
+            "batch": s.batch,
+            "fit_seconds": fit.seconds,
+            "fit_kl": fit.kl,
+            "fit_kl_stderr": fit.kl_stderr,
+            "seconds_per_step": (time.perf_counter() - started) / max(1, len(ends)),
+            "max_tau": max(taus),
+            **{k: int(v) for k, v in totals.items()},
+        }
+        return Trajectory(snapshots=snapshots, steps=steps, jko_tau=None, info=info)
