@@ -146,6 +146,16 @@ def bench_learn_to_evolve(session: nox.Session) -> None:
     session.run("python", "benchmarks/learn_to_evolve.py", *session.posargs, env={"OMP_NUM_THREADS": "1"})
 
 
+@nox.session(name="bench_pwgf")
+def bench_pwgf(session: nox.Session) -> None:
+    """PWGF: cost per step and per unit of simulated time beside deep-jko on OU in d = 2, 10, 32
+    (``scaling``, the default), or ``steps`` (time-step convergence) / ``validate`` (tuning on
+    initial-family members) given as the first argument."""
+    _install(session)
+    args = session.posargs or ["scaling"]
+    session.run("python", "benchmarks/pwgf.py", *args, env={"OMP_NUM_THREADS": "1"})
+
+
 @nox.session
 def gpu(session: nox.Session) -> None:
     """GPU-marked tests, on a machine with CUDA (keeps the CUDA torch the machine resolves)."""

@@ -23,7 +23,9 @@ Subcommands (run alone, one thread: ``OMP_NUM_THREADS=1 python benchmarks/pwgf.p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import platform
 import statistics
@@ -116,6 +118,128 @@ def validate(args) -> list[dict]:
     return records
 
 
+def gaussian_moment_error(problem: Problem, trajectory) -> float:
+    """Mean over t > 0 of the Bures–Wasserstein distance between the Gaussian with the output's
+    sample mean and covariance and the exact Gaussian (OU problems): the time-stepping error
+    without the scorer's sampling noise (10⁵ output points: moment noise ≈ 0.003)."""
+    from wgfbench.metrics.distances import bures_w2
+
+    values = []
+    for snap in trajectory.snapshots[1:]:
+        x = snap.x
+        centred = x - x.mean(0)
+        cov = centred.T @ centred / (x.shape[0] - 1)
+        ref = problem.reference
+        values.append(float(bures_w2(x.mean(0), cov, ref.mean(snap.t), ref.cov(snap.t))))
+    return statistics.mean(values)
+
+
+def steps(args) -> list[dict]:
+    """Halve dt from the quick tier's down to 1/8 of it, Euler and Heun, one fitted θ0 per member."""
+    records = []
+    for name in args.problem or VALIDATION:
+        problem = wgfbench.get_problem(name)
+        member = members(problem, 1)[0]
+        fitted = PWGF.for_tier("quick")
+        ctx = Context.create(0, "quick", budget_seconds=1e9)
+        fitted.prepare(member.view(), ctx)
+        base = fitted.settings(member).dt
+        gaussian = member.family == "fokker-planck"
+        print(f"\n{member.name}: fit KL {fitted._fitted[1].kl:.4f}")
+        head = f"{'scheme':<7} {'dt':>8} {'steps':>6} {'rel_error':>10} {'ratio':>6}"
+        print(head + (f" {'moment BW2':>11} {'ratio':>6}" if gaussian else "") + f" {'solve [s]':>10}")
+        for scheme in ("euler", "heun"):
+            previous: tuple[float, float] | None = None
+            for k in range(args.halvings + 1):
+                dt = base / 2**k
+                solver = PWGF.for_tier("quick", scheme=scheme, dt=dt, max_steps=10_000)
+                solver._fitted = fitted._fitted  # the same θ0 for every step size
+                started = time.perf_counter()
+                trajectory = solver.solve(member.view(), Context.create(0, "quick", budget_seconds=1e9))
+                seconds = time.perf_counter() - started
+                error, _ = trajectory_error(member, trajectory)
+                moment = gaussian_moment_error(member, trajectory) if gaussian else float("nan")
+                ratio = "" if previous is None else f"{previous[0] / error:6.2f}"
+                line = f"{scheme:<7} {dt:>8.4f} {trajectory.info['n_steps']:>6} {error:>10.4f} {ratio:>6}"
+                if gaussian:
+                    mratio = "" if previous is None else f"{previous[1] / moment:6.2f}"
+                    line += f" {moment:>11.5f} {mratio:>6}"
+                print(line + f" {seconds:>10.1f}", flush=True)
+                previous = (error, moment)
+                records.append(
+                    {"problem": member.name, "scheme": scheme, "dt": dt, "steps": trajectory.info["n_steps"],
+                     "trajectory_rel_error": error, "moment_bures_w2": moment, "solve_seconds": seconds}
+                )  # fmt: skip
+    return records
+
+
+SCALING = ("fokker-planck/ou-2d", "fokker-planck/ou-10d", "fokker-planck/ou-32d")
+
+
+def scaling(args) -> list[dict]:
+    """pwgf and deep-jko at the quick tier on OU in d = 2, 10, 32: whole cases (prepare + solve),
+    scored by the quick tier's scorer, side by side in this process."""
+    from wgfbench_plugins.solvers.deep_jko import DeepJKO
+
+    print(f"torch {torch.__version__}, {platform.machine()}, threads={torch.get_num_threads()}, float64")
+    head = (
+        f"{'problem':<24} {'solver':<9} {'prepare [s]':>11} {'solve [s]':>10} {'steps':>6} "
+        f"{'s/step':>8} {'solve s per unit t':>19} {'traj rel_error':>15}"
+    )
+    print(head, flush=True)
+    records = []
+    for name in args.problem or SCALING:
+        problem = wgfbench.get_problem(name)
+        for label, cls in (("pwgf", PWGF), ("deep-jko", DeepJKO)):
+            solver = cls.for_tier("quick")
+            per_step: list[float] = []
+            last = [0.0]
+
+            def progress(done: int, total: int, per_step=per_step, last=last) -> None:
+                now = time.perf_counter()
+                per_step.append(now - last[0])
+                last[0] = now
+
+            ctx = Context.create(0, "quick", budget_seconds=1e9, progress=progress)
+            started = time.perf_counter()
+            solver.prepare(problem.view(), ctx)
+            prepared = time.perf_counter()
+            last[0] = prepared
+            trajectory = solver.solve(problem.view(), ctx)
+            solved = time.perf_counter()
+            rows = Scorer(problem, get_tier("quick"), base_seed=0, repetition=0).score(trajectory)
+            errors = [r.value for r in rows if r.metric == "rel_error" and r.t > 0]
+            record = {
+                "problem": name, "solver": label, "dim": problem.dim,
+                "prepare_seconds": prepared - started, "solve_seconds": solved - prepared,
+                "steps": len(trajectory.steps), "median_step_seconds": statistics.median(per_step[1:]),
+                "solve_seconds_per_unit_time": (solved - prepared) / problem.final_time,
+                "total_seconds_per_unit_time": (solved - started) / problem.final_time,
+                "trajectory_rel_error": statistics.mean(errors),
+            }  # fmt: skip
+            records.append(record)
+            print(
+                f"{name:<24} {label:<9} {record['prepare_seconds']:>11.1f} {record['solve_seconds']:>10.1f} "
+                f"{record['steps']:>6} {record['median_step_seconds']:>8.3f} "
+                f"{record['solve_seconds_per_unit_time']:>19.1f} {record['trajectory_rel_error']:>15.4f}",
+                flush=True,
+            )
+    print("\nRatios deep-jko / pwgf (cost per unit of simulated time, solve only and prepare + solve):")
+    for name in args.problem or SCALING:
+        by = {r["solver"]: r for r in records if r["problem"] == name}
+        solve_ratio = (
+            by["deep-jko"]["solve_seconds_per_unit_time"] / by["pwgf"]["solve_seconds_per_unit_time"]
+        )
+        total_ratio = (
+            by["deep-jko"]["total_seconds_per_unit_time"] / by["pwgf"]["total_seconds_per_unit_time"]
+        )
+        err = by["pwgf"]["trajectory_rel_error"] / by["deep-jko"]["trajectory_rel_error"]
+        print(
+            f"{name:<24} solve {solve_ratio:5.2f}x  total {total_ratio:5.2f}x  error pwgf/deep-jko {err:5.2f}"
+        )
+    return records
+
+
 def manifest(command: list[str]) -> dict:
     try:
         revision = subprocess.run(
@@ -144,14 +268,41 @@ def main(argv: list[str] | None = None) -> None:
     v.add_argument("--members", type=int, default=3)
     v.add_argument("--problem", action="append")
     v.add_argument("--set", action="append", default=[])
-    for p in (v,):
+    st = sub.add_parser("steps")
+    st.add_argument("--problem", action="append")
+    st.add_argument("--halvings", type=int, default=3)
+    sc = sub.add_parser("scaling")
+    sc.add_argument("--problem", action="append")
+    for p in (v, st, sc):
         p.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    records = {"validate": validate}[args.command](args)
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(Tee(sys.stdout, capture)):
+        records = {"validate": validate, "steps": steps, "scaling": scaling}[args.command](args)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"{args.command}.json").write_text(json.dumps(records, indent=1, default=str))
-        (args.out / "manifest.json").write_text(json.dumps(manifest(sys.argv), indent=1))
+        (args.out / f"{args.command}.txt").write_text(capture.getvalue())
+        path = args.out / "manifest.json"
+        runs = json.loads(path.read_text()) if path.exists() else {}
+        runs[args.command] = manifest(["python", *sys.argv])
+        path.write_text(json.dumps(runs, indent=1))
+
+
+class Tee(io.TextIOBase):
+    """Write to several streams (the terminal and the captured table)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
 
 
 if __name__ == "__main__":

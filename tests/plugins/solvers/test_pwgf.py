@@ -227,3 +227,12 @@ def test_scorer_reports_the_logged_solve_residuals():
     steps = [StepRecord(t=0.1, tau=0.1, energy=1.0, residual=1e-3), StepRecord(t=0.2, tau=0.1, energy=0.9)]
     rows = Scorer(problem, get_tier("smoke"), base_seed=0, repetition=0)._score_steps(steps)
     assert [(r.step, r.value) for r in rows if r.metric == "step_residual"] == [(0, 1e-3)]
+
+
+def test_pwgf_passes_the_conformance_kit():
+    from wgfbench.testing import check_solver
+
+    report = check_solver(
+        PWGF.for_tier("smoke"), wgfbench.get_problem("fokker-planck/ou-2d"), budget_seconds=60.0
+    )
+    assert report.supported and report.n_steps > 0
