@@ -197,8 +197,8 @@ def test_a_failed_solve_is_refined_and_a_rising_step_is_halved():
     residual logged. On ou-2d (stiffest rate 2) an Euler step of 1.5 maps the slow coordinate's
     deviation by 1 - 3 = -2, raising the batch energy: the step is split until it falls."""
     _, short = run("fokker-planck/ou-1d", cg_max_iterations=1, cg_tol=1e-12, refinements=1)
-    assert short.info["refinements"] == short.info["n_steps"]
-    assert short.info["unconverged"] == short.info["n_steps"]
+    # every solve (one per accepted or rejected substep) was refined once and stayed unconverged
+    assert short.info["refinements"] == short.info["unconverged"] >= short.info["n_steps"]
     assert all(s.residual > 1e-12 for s in short.steps)
     problem = wgfbench.get_problem("fokker-planck/ou-2d").view()
     solver = PWGF.for_tier("smoke")
