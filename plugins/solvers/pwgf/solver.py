@@ -275,6 +275,10 @@ class PWGF(Solver):
             result = conjugate_gradient(
                 metric.apply, grad, epsilon, cfg.cg_tol, s.cg_max_iterations, result.x
             )
+        if warm is not None and not float(grad @ result.x) > 0:
+            # A warm start can leave CG at a non-descent direction; from zero every CG iterate has
+            # ∇F·η > 0, so a small enough step lowers F.
+            return self.direction(flow, theta, z, problem, ctx, None)
         if not torch.isfinite(result.x).all():
             raise NonFiniteOutput("pwgf: non-finite parameter velocity from the metric solve")
         return Direction(result.x, float(value.detach()), result, refinements)
@@ -346,7 +350,7 @@ class PWGF(Solver):
             if not accepted and size > h_min:
                 totals["halvings"] += 1
                 h = 0.5 * size
-                warm = stats["eta"]
+                warm = None  # a cold start at the same θ: the warm one may be what failed
                 continue
             if not accepted and not bool(torch.isfinite(candidate).all()):
                 raise NonFiniteOutput(f"pwgf: non-finite parameters after a step of {size:g}")
