@@ -223,6 +223,17 @@ class Interaction:
             out[start : start + chunk] = 0.5 * w.sum(dim=1) / (n - 1)
         return out
 
+    def pair_terms(self, x: Tensor) -> Tensor:
+        r"""The terms of :meth:`per_sample` differentiable in ``x`` (dense N × N, for the batches
+        particle solvers train on): the diagonal is masked before the square root, so kernels
+        singular at 0 and the gradient of :math:`|x|` at 0 never enter."""
+        n = x.shape[0]
+        sq = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        eye = torch.eye(n, dtype=torch.bool, device=x.device)
+        r = torch.where(eye, torch.ones_like(sq), sq).sqrt()
+        w = torch.where(eye, torch.zeros_like(sq), self.kernel.of_distance(r))
+        return 0.5 * w.sum(1) / (n - 1)
+
 
 EnergyTerm = InternalEnergy | Potential | Interaction
 
@@ -286,6 +297,18 @@ class Energy:
             # carries that variance, so _estimate's stderr is right.
             h = inter.per_sample(x)
             total = total + 2.0 * h - h.mean()
+        return total
+
+    def particle_terms(self, x: Tensor, log_rho: Tensor) -> Tensor:
+        r"""Per-particle :math:`U(\rho)/\rho + V + \tfrac12\frac1{N-1}\sum_{l\ne j}W` (N,) at ``x``
+        (N, d) with ``log_rho`` (N,), differentiable in both: their mean is the particle estimate
+        of :math:`\mathcal E` that neural solvers differentiate (Deep JKO's loss, PWGF's
+        :math:`F(\theta)`)."""
+        total = self.V(x)
+        if self.internal is not None:
+            total = total + self.internal.per_mass(log_rho)
+        for inter in self.interactions:
+            total = total + inter.pair_terms(x)
         return total
 
     def on_particles(self, x: Tensor, log_rho: Tensor) -> EnergyEstimate:

@@ -32,33 +32,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from wgfbench.energy import Energy, Interaction
+from wgfbench.energy import Energy
 from wgfbench.problem import Mobility
 
 from .flow import KineticWeight, Push, Scheme, VelocityField, push
-
-
-def interaction_pair_terms(interaction: Interaction, z: Tensor) -> Tensor:
-    r"""Per-particle :math:`\tfrac12\frac1{N-1}\sum_{l\ne j}W(z_j - z_l)` (N,) for ``z`` (N, d),
-    differentiable in ``z`` (the diagonal is masked before the square root, so kernels singular at
-    0 and the gradient of :math:`|x|` at 0 never enter)."""
-    n = z.shape[0]
-    sq = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
-    eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    r = torch.where(eye, torch.ones_like(sq), sq).sqrt()
-    w = torch.where(eye, torch.zeros_like(sq), interaction.kernel.of_distance(r))
-    return 0.5 * w.sum(1) / (n - 1)
-
-
-def terminal_energy_terms(energy: Energy, z: Tensor, log_rho: Tensor) -> Tensor:
-    r"""Per-particle :math:`U(\rho)/\rho + V + \tfrac12\frac1{N-1}\sum_{l\ne j}W` (N,) at ``z`` (N, d)
-    with ``log_rho`` (N,); its mean is the particle estimate of :math:`\mathcal E` (eqs. (9)–(11))."""
-    total = energy.V(z)
-    if energy.internal is not None:
-        total = total + energy.internal.per_mass(log_rho)
-    for inter in energy.interactions:
-        total = total + interaction_pair_terms(inter, z)
-    return total
 
 
 def mobility_weight(mobility: Mobility) -> KineticWeight:
@@ -102,7 +79,7 @@ def jko_loss(
     r"""The loss (25) at particles ``x`` (N, d) ~ ρⁿ with ``log_rho`` (N,), JKO step ``dt``,
     ``n_steps`` = :math:`N_\tau` inner steps of ``scheme`` (module docstring)."""
     pushed = push(field, x, log_rho, n_steps, scheme, kinetic_weight)
-    e = terminal_energy_terms(energy, pushed.z, pushed.log_rho)
+    e = energy.particle_terms(pushed.z, pushed.log_rho)
     kinetic = pushed.kinetic.mean()
     e_mean = e.mean()
     loss = kinetic + 2.0 * dt * e_mean

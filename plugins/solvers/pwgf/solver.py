@@ -9,7 +9,9 @@ The density is a push-forward :math:`\rho_\theta = T_\theta\#\lambda` of the sta
           G(\theta) = \mathbb E_z\big[J_\theta(z)^\top J_\theta(z)\big],
 
 with the pullback metric applied matrix-free and solved by conjugate gradients (:mod:`.metric`) and
-:math:`F` a Monte Carlo estimate on fresh reference points every step (:mod:`.functional`). No
+:math:`F` a Monte Carlo estimate on fresh reference points every step: internal energy through
+the log-determinant, :math:`\log\rho_\theta(T_\theta z) = \log\lambda(z) - \log\det\nabla T_\theta(z)`,
+potential by Monte Carlo, interaction as a U-statistic (``Energy.particle_terms``). No
 spatial grid and no inner nonconvex optimisation: one gradient and one linear solve per step.
 
 ``prepare`` fits :math:`\theta_0` to the problem's :math:`\rho_0` by maximum likelihood on fresh
@@ -79,7 +81,6 @@ from wgfbench.solver import Solver, SolverConfig, Support, confined_to_box, step
 from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
 
 from .fit import FitResult, fit_initial
-from .functional import energy_terms
 from .metric import PullbackMetric, SolveResult, conjugate_gradient
 from .pushforward import PushForward, log_standard_normal
 
@@ -229,7 +230,7 @@ class PWGF(Solver):
     def free_energy(self, flow: PushForward, theta: Tensor, z: Tensor, problem: ProblemLike) -> Tensor:
         """Batch estimate of :math:`F(\\theta)` on reference points ``z`` (differentiable)."""
         x, ld = flow.push_with_logdet(theta, z)
-        return energy_terms(problem.energy, x, log_standard_normal(z) - ld).mean()
+        return problem.energy.particle_terms(x, log_standard_normal(z) - ld).mean()
 
     def direction(
         self,
@@ -250,7 +251,7 @@ class PWGF(Solver):
             probe = torch.randint(0, 2, z.shape, generator=ctx.generator, device=z.device).to(z.dtype) * 2 - 1
         x, ld = flow.push_with_logdet(theta, z, probe)
         log_rho = log_standard_normal(z) - ld
-        value = energy_terms(problem.energy, x, log_rho).mean()
+        value = problem.energy.particle_terms(x, log_rho).mean()
         (grad,) = torch.autograd.grad(value, theta)
         theta = theta.detach()
         weights, precision = None, None

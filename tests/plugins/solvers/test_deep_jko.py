@@ -14,10 +14,8 @@ import torch
 from wgfbench_plugins.solvers.deep_jko import DeepJKO
 from wgfbench_plugins.solvers.deep_jko.flow import VelocityField, push
 from wgfbench_plugins.solvers.deep_jko.loss import (
-    interaction_pair_terms,
     jko_loss,
     mobility_weight,
-    terminal_energy_terms,
 )
 from wgfbench_plugins.solvers.deep_jko.network import PotentialResNet, autograd_grad_and_trace, log_cosh
 from wgfbench_plugins.solvers.deep_jko.solver import jko_schedule
@@ -145,13 +143,13 @@ def test_interaction_u_statistic_and_energy_terms_match_the_host_estimators():
     log_rho = torch.randn(50, generator=g, dtype=F64) - 2.0
     for kernel in (Quadratic(), Quadratic() + Newtonian(2)):
         inter = Interaction(kernel)
-        assert torch.allclose(interaction_pair_terms(inter, x), inter.per_sample(x))
+        assert torch.allclose(inter.pair_terms(x), inter.per_sample(x))
         for internal in (Entropy(), PowerInternal(2.0)):
             energy = Energy([internal, inter])
-            value = float(terminal_energy_terms(energy, x, log_rho).mean())
+            value = float(energy.particle_terms(x, log_rho).mean())
             assert value == pytest.approx(energy.on_particles(x, log_rho).value, rel=1e-12)
     xg = x.clone().requires_grad_(True)
-    interaction_pair_terms(Interaction(Quadratic() + Newtonian(2)), xg).sum().backward()
+    Interaction(Quadratic() + Newtonian(2)).pair_terms(xg).sum().backward()
     assert torch.isfinite(xg.grad).all()
 
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch.func import jacrev
 from wgfbench_plugins.solvers.pwgf import PWGF
-from wgfbench_plugins.solvers.pwgf.functional import energy_terms, pair_terms
 from wgfbench_plugins.solvers.pwgf.metric import PullbackMetric, conjugate_gradient
 from wgfbench_plugins.solvers.pwgf.pushforward import PushForward, log_standard_normal
 
@@ -127,9 +126,9 @@ def test_pair_terms_equal_a_double_loop_and_energy_terms_add_up():
     expected = torch.tensor(
         [0.5 * sum(float(kernel(x[i] - x[j])) for j in range(6) if j != i) / 5 for i in range(6)], dtype=F64
     )
-    torch.testing.assert_close(pair_terms(kernel, x), expected)
+    torch.testing.assert_close(Interaction(kernel).pair_terms(x), expected)
     energy = Energy([Interaction(kernel)])
-    torch.testing.assert_close(energy_terms(energy, x, torch.zeros(6, dtype=F64)), expected)
+    torch.testing.assert_close(energy.particle_terms(x, torch.zeros(6, dtype=F64)), expected)
 
 
 # -- the solver --------------------------------------------------------------------------------
