@@ -295,7 +295,8 @@ class PWGF(Solver):
         warm: Tensor | None,
     ) -> tuple[Tensor, dict[str, Any], bool]:
         """One Euler or Heun step of size ``h`` on batch ``z``: the candidate θ, the step's solve
-        statistics, and whether it is accepted (the batch free energy did not rise)."""
+        statistics (``after``: the batch free energy at the candidate), and whether it is accepted
+        (the batch free energy did not rise)."""
         first = self.direction(flow, theta, z, problem, ctx, warm)
         stats = {
             "iterations": first.solve.iterations,
@@ -319,6 +320,7 @@ class PWGF(Solver):
         accepted = math.isfinite(after) and (
             after <= first.free_energy or not math.isfinite(first.free_energy)
         )
+        stats["after"] = after
         return candidate, stats, accepted
 
     def step(
@@ -353,15 +355,14 @@ class PWGF(Solver):
                 h = 0.5 * size
                 warm = None  # a cold start at the same θ: the warm one may be what failed
                 continue
-            if not accepted and not bool(torch.isfinite(candidate).all()):
-                raise NonFiniteOutput(f"pwgf: non-finite parameters after a step of {size:g}")
+            if not accepted and not math.isfinite(stats["after"]):
+                raise NonFiniteOutput(
+                    f"pwgf: non-finite energy after a step of {size:g} at the smallest size"
+                )
             theta, warm = candidate, stats["eta"]
             remaining -= size
             if accepted and size >= h:
                 h = min(2.0 * h, tau)
-        with torch.no_grad():
-            if not math.isfinite(float(self.free_energy(flow, theta, z, problem))):
-                raise NonFiniteOutput(f"pwgf: non-finite energy after a step of {tau:g} at the smallest size")
         return theta, {**totals, "eta": warm, "h": h}
 
     # -- solve ----------------------------------------------------------------------------------
