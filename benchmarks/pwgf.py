@@ -29,7 +29,6 @@ import io
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import wgfbench
 from wgfbench.context import Context, get_tier
 from wgfbench.metrics import Scorer
 from wgfbench.problem import Problem
+from wgfbench.runner import git_revision, machine_info
 from wgfbench.seeding import seed_from
 
 VALIDATION = ("fokker-planck/ou-2d", "porous-medium/barenblatt-2d-m2")
@@ -241,21 +241,14 @@ def scaling(args) -> list[dict]:
 
 
 def manifest(command: list[str]) -> dict:
-    try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout)
-    except (OSError, subprocess.CalledProcessError):
-        revision, dirty = "unknown", True
+    """Command, machine, versions and git revision, recorded as the runner records them."""
     return {
         "command": command,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)",
+        "machine": machine_info("cpu"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "wgfbench": wgfbench.__version__,
-        "git_revision": revision,
-        "git_dirty": dirty,
+        "git_revision": git_revision(),
     }
 
 
