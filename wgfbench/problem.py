@@ -190,6 +190,20 @@ class Problem:
             raise ValueError(f"{self.name}: box dimension {self.box.dim} != {self.dim}")
         if not self.dt > 0:
             raise ValueError(f"{self.name}: dt must be positive")
+        self._name_references()
+
+    def _name_references(self) -> None:
+        """Tell each reference which problem it answers for, so that its errors name it
+        (``reference of fokker-planck/ou-2d asked for t = -1``). A reference shared by several
+        problems keeps the first name."""
+        for role, reference in self.references.items():
+            if not isinstance(reference, Reference | JKOIterates) or reference.owner:
+                continue
+            owner = self.name if role in ("pde", "jko") else f"{self.name} ({role})"
+            try:
+                reference.owner = owner
+            except AttributeError:  # a reference with __slots__ keeps its class name
+                pass
 
     @property
     def reference(self) -> Reference:

@@ -12,17 +12,28 @@ Everything here computes in float64 on the CPU with the caller's ``torch.Generat
 move results to their device. The generic Gaussian building blocks live here so that every family
 plugin uses the same, tested code; family-specific references (Barenblatt, radial maps, ...) live
 with their family in ``plugins/problems``.
+
+Every reference checks its arguments before answering (:meth:`Reference.check_time`, applied to
+``sample``, ``log_density``, ``mean``, ``cov``, ``energy`` and ``at`` of every subclass, plugins'
+included): a negative, NaN or infinite time, a time beyond the data a stored reference holds, a
+negative sample size or a non-finite point raises :class:`~wgfbench.errors.InvalidInput` naming the
+reference, instead of answering with extrapolated samples or failing inside a factorisation.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
+
+from wgfbench.errors import InvalidInput
 
 DTYPE = torch.float64
 ReferenceKind = Literal["exact", "stationary", "numerical"]
@@ -69,7 +80,14 @@ class Gaussian(Distribution):
         self.dim = self._mean.numel()
         if self._cov.shape != (self.dim, self.dim):
             raise ValueError(f"covariance must be {self.dim}x{self.dim}, got {tuple(self._cov.shape)}")
-        self._chol = torch.linalg.cholesky(self._cov)
+        if not (torch.isfinite(self._mean).all() and torch.isfinite(self._cov).all()):
+            raise InvalidInput(
+                f"a Gaussian needs a finite mean and covariance, got {self._mean} and {self._cov}"
+            )
+        try:
+            self._chol = torch.linalg.cholesky(self._cov)
+        except RuntimeError as exc:  # torch.linalg.LinAlgError
+            raise InvalidInput(f"the covariance of a Gaussian must be positive definite: {exc}") from exc
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         z = torch.randn(n, self.dim, generator=generator, dtype=DTYPE)
@@ -123,6 +141,49 @@ class GaussianMixture(Distribution):
 
 
 # ----------------------------------------------------------------------------------------------
+# Argument checks shared by every reference
+
+
+_MISSING = object()
+
+_CHECKED_METHODS = ("sample", "log_density", "mean", "cov", "energy", "at")
+"""Methods whose first argument is a time ``t``: every subclass's own definitions are wrapped by
+:func:`_checking_arguments` (``sample``'s second is the size ``n``, ``log_density``'s the points)."""
+
+
+def _argument(args: tuple, kwargs: dict, index: int, name: str | None) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, _MISSING) if name is not None else _MISSING
+
+
+def _checking_arguments(method_name: str, method: Callable) -> Callable:
+    """``method`` preceded by the reference's checks of its time (and of ``n`` or the points);
+    arguments are passed on unchanged."""
+    names = [
+        p.name
+        for p in list(inspect.signature(method).parameters.values())[1:]
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    t_name = names[0] if names else None
+    second = names[1] if len(names) > 1 else None
+
+    @functools.wraps(method)
+    def checked(self, *args: Any, **kwargs: Any) -> Any:
+        t = _argument(args, kwargs, 0, t_name)
+        if t is not _MISSING:  # a missing argument is the method's own TypeError
+            self.check_time(t)
+            if method_name == "sample" and (n := _argument(args, kwargs, 1, second)) is not _MISSING:
+                self._check_size(n, t)
+            elif method_name == "log_density" and (x := _argument(args, kwargs, 1, second)) is not _MISSING:
+                self.check_points(x, t)
+        return method(self, *args, **kwargs)
+
+    checked.__wgfbench_checked__ = True  # type: ignore[attr-defined]
+    return checked
+
+
+# ----------------------------------------------------------------------------------------------
 # References ρ(t)
 
 
@@ -130,13 +191,90 @@ class Reference(ABC):
     """The law :math:`\\rho(t)` a solver is scored against (see module docstring).
 
     ``radial_centre`` is set for references that are radial about a point, which enables the
-    low-noise ``radial_w2`` metric.
+    low-noise ``radial_w2`` metric. ``owner`` says which problem (and role) the reference answers
+    for; :class:`~wgfbench.problem.Problem` sets it, and error messages name it. ``times`` are the
+    only times a stored (numerical) reference holds; ``None`` where every ``t ≥ 0`` is answered.
+
+    Every subclass's ``sample``, ``log_density``, ``mean``, ``cov``, ``energy`` and ``at`` first
+    check their arguments (:meth:`check_time`, :meth:`check_points`); subclasses implement only the
+    answer.
     """
 
     kind: ClassVar[ReferenceKind]
     dim: int
     radial_centre: Tensor | None = None
     provenance: str = ""
+    owner: str = ""
+    times: tuple[float, ...] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _CHECKED_METHODS:
+            method = cls.__dict__.get(name)
+            if inspect.isfunction(method) and not getattr(method, "__wgfbench_checked__", False):
+                setattr(cls, name, _checking_arguments(name, method))
+
+    def describe(self) -> str:
+        """How error messages name this reference: ``reference of fokker-planck/ou-2d``."""
+        return f"reference of {self.owner}" if self.owner else f"{type(self).__name__} reference"
+
+    def check_time(self, t: Any) -> float:
+        """``t`` as a float, or :class:`~wgfbench.errors.InvalidInput` when this reference cannot
+        answer it: not a real number, NaN, negative (time is elapsed since :math:`\\rho_0`),
+        infinite (only a stationary reference answers ``t = inf``), or beyond the last of the
+        stored ``times`` (a stored reference does not extrapolate)."""
+        try:
+            value = float(t)
+        except (TypeError, ValueError, RuntimeError):
+            raise InvalidInput(f"{self.describe()} asked for t = {t!r}: a time is a real number") from None
+        if math.isnan(value):
+            raise InvalidInput(f"{self.describe()} asked for t = nan: a time is a number ≥ 0")
+        if math.isinf(value):
+            if value > 0 and self.kind == "stationary":
+                return value
+            raise InvalidInput(
+                f"{self.describe()} asked for t = {value}: times are finite "
+                "(only a stationary reference answers t = inf)"
+            )
+        if value < 0:
+            raise InvalidInput(f"{self.describe()} asked for t = {value:g}: times start at 0")
+        stored = self.times
+        if stored is not None and len(stored) > 0:
+            last = max(float(s) for s in stored)
+            if value > last + 1e-9 * max(1.0, abs(last)):
+                raise InvalidInput(
+                    f"{self.describe()} asked for t = {value:g}: its stored data end at t = {last:g}"
+                )
+        return value
+
+    def check_points(self, x: Any, t: Any = None) -> None:
+        """:class:`~wgfbench.errors.InvalidInput` when the points ``x`` (n, d) hold NaN or ±inf,
+        or live in another dimension than the reference."""
+        at = "" if t is None else f" at t = {float(t):g}"
+        try:
+            points = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            return  # not array-like: the method's own error says so
+        if points.ndim == 2 and points.shape[1] != self.dim:
+            raise InvalidInput(
+                f"{self.describe()} is {self.dim}-D; asked for log_density{at} of points of shape "
+                f"{tuple(points.shape)}"
+            )
+        if points.is_floating_point() and not bool(torch.isfinite(points).all()):
+            non_finite = ~torch.isfinite(points)
+            bad = int(non_finite.flatten(1).any(1).sum() if points.ndim >= 2 else non_finite.sum())
+            raise InvalidInput(
+                f"{self.describe()} asked for log_density{at} of {bad} non-finite point(s) (NaN or ±inf): "
+                "evaluate finite points only"
+            )
+
+    def _check_size(self, n: Any, t: Any) -> None:
+        try:
+            size = operator.index(n)
+        except TypeError:
+            raise InvalidInput(f"{self.describe()} asked for n = {n!r} samples: n is an integer") from None
+        if size < 0:
+            raise InvalidInput(f"{self.describe()} asked for n = {size} samples at t = {float(t):g}: n ≥ 0")
 
     @abstractmethod
     def sample(self, t: float, n: int, generator: torch.Generator) -> Tensor:
@@ -225,11 +363,45 @@ class JKOIterates(ABC):
 
     ``for_step(tau)`` returns a :class:`Reference` whose time ``t`` must be a multiple of ``tau``
     (``t = k tau``); scoring against it separates the solver's own error from the O(τ) error of
-    the JKO time discretisation.
+    the JKO time discretisation. Every subclass's ``for_step`` first checks that ``tau`` is a
+    positive finite number, and the reference it returns is named after ``owner`` (the problem's
+    name, set by :class:`~wgfbench.problem.Problem`).
     """
+
+    owner: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("for_step")
+        if inspect.isfunction(method) and not getattr(method, "__wgfbench_checked__", False):
+            cls.for_step = _checking_step(method)  # type: ignore[method-assign]
 
     @abstractmethod
     def for_step(self, tau: float) -> Reference: ...
+
+
+def _checking_step(method: Callable) -> Callable:
+    """``for_step`` preceded by the check of ``tau`` and followed by naming the reference it built."""
+
+    @functools.wraps(method)
+    def checked(self: JKOIterates, tau: Any) -> Reference:
+        name = f"JKO iterates of {self.owner}" if self.owner else f"{type(self).__name__}"
+        try:
+            value = float(tau)
+        except (TypeError, ValueError, RuntimeError):
+            raise InvalidInput(f"{name} asked for tau = {tau!r}: the JKO step is a real number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInput(f"{name} asked for tau = {value:g}: the JKO step is a positive finite number")
+        reference = method(self, tau)
+        if self.owner and isinstance(reference, Reference) and not reference.owner:
+            try:
+                reference.owner = f"{self.owner} (jko, tau = {value:g})"
+            except AttributeError:  # a reference with __slots__ keeps its class name
+                pass
+        return reference
+
+    checked.__wgfbench_checked__ = True  # type: ignore[attr-defined]
+    return checked
 
 
 def jko_step_count(t: float, tau: float) -> int:

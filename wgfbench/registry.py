@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from wgfbench.errors import DuplicateNameError, UnknownNameError
+from wgfbench.errors import DuplicateNameError, PluginError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -36,9 +36,22 @@ class Registered(Generic[T]):
 
 @dataclass
 class _Registry(Generic[T]):
+    """Items by name, each with the plugin that registered it.
+
+    A name registered twice raises :class:`DuplicateNameError`, except while the host collects
+    plugins (``keep_first``): then the first registration is kept, the error is appended to
+    ``rejected`` (the host records it as the second plugin's failure) and the hook goes on, so one
+    clash neither sinks the host nor drops the plugin's other items. ``note`` is appended to the
+    :class:`UnknownNameError` of :meth:`entry` (the host sets it to the plugins that failed to load,
+    whose items are missing).
+    """
+
     kind: str
     entries: dict[str, Registered[T]] = field(default_factory=dict)
     current_plugin: PluginInfo | None = None
+    keep_first: bool = False
+    rejected: list[DuplicateNameError] = field(default_factory=list)
+    note: str = ""
 
     def _add(self, name: str, item: T) -> None:
         if not isinstance(name, str) or not name:
@@ -46,11 +59,20 @@ class _Registry(Generic[T]):
         plugin = self.current_plugin or PluginInfo(name="<direct>", module="<direct>")
         if name in self.entries:
             other = self.entries[name].plugin
-            raise DuplicateNameError(
-                f"{self.kind} {name!r} is registered twice: by plugin {other} and by plugin {plugin}. "
-                f"Disable one with WGFBENCH_DISABLE_PLUGINS={plugin.name} (or {other.name})."
+            error = DuplicateNameError(
+                f"{self.kind} {name!r} is registered twice: by plugin {other} and by plugin {plugin}; "
+                f"the first ({other.name}'s) is kept. Disable one with "
+                f"WGFBENCH_DISABLE_PLUGINS={plugin.name} (or {other.name})."
             )
-        self.entries[name] = Registered(name, item, plugin)
+            if not self.keep_first:
+                raise error
+            self.rejected.append(error)
+            return
+        self.entries[name] = Registered(name, self._wrap(name, item, plugin), plugin)
+
+    def _wrap(self, name: str, item: T, plugin: PluginInfo) -> T:
+        """What is stored for ``item`` (the item itself; problem factories are wrapped)."""
+        return item
 
     def __contains__(self, name: object) -> bool:
         return name in self.entries
@@ -65,21 +87,59 @@ class _Registry(Generic[T]):
         try:
             return self.entries[name]
         except KeyError:
-            raise UnknownNameError(self.kind, name, self.entries) from None
+            raise UnknownNameError(self.kind, name, self.entries, note=self.note) from None
+
+
+@dataclass(frozen=True)
+class ProblemFactory:
+    """A registered problem factory: calling it builds the problem, and any failure of the
+    plugin's code becomes a :class:`~wgfbench.errors.PluginError` naming the problem and its plugin
+    (one broken factory must be reported, not abort a whole plan). ``function`` is the callable the
+    plugin registered."""
+
+    name: str
+    function: Callable[[], Any]
+    plugin: PluginInfo
+
+    def __call__(self) -> Any:
+        from wgfbench.problem import Problem
+
+        where = f"problem {self.name!r} of plugin {self.plugin}"
+        try:
+            problem = self.function()
+        except Exception as exc:
+            raise PluginError(f"{where} failed to build: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(problem, Problem):
+            raise PluginError(
+                f"{where}: its factory returned {type(problem).__name__}, not a wgfbench.Problem"
+            )
+        if problem.name != self.name:
+            raise PluginError(f"{where}: its factory built a problem named {problem.name!r}")
+        return problem
 
 
 class ProblemRegistry(_Registry[Any]):
-    """Collects problems. ``add(problem)`` or ``add(factory, name=...)`` for lazily built ones."""
+    """Collects problems. ``add(problem)`` or ``add(factory, name=...)`` for lazily built ones;
+    a factory is stored as a :class:`ProblemFactory`."""
 
     def __init__(self) -> None:
         super().__init__(kind="problem")
 
     def add(self, problem: Any, name: str | None = None) -> None:
+        from wgfbench.problem import Problem
+
+        if not (isinstance(problem, Problem) or callable(problem)):
+            raise TypeError(f"registry.add expects a wgfbench.Problem or a factory, got {problem!r}")
         if name is None:
             name = getattr(problem, "name", None)
             if name is None:
                 raise ValueError("registry.add(factory) needs name=...: a factory has no .name")
         self._add(name, problem)
+
+    def _wrap(self, name: str, item: Any, plugin: PluginInfo) -> Any:
+        from wgfbench.problem import Problem
+
+        return item if isinstance(item, Problem) else ProblemFactory(name, item, plugin)
 
 
 class SolverRegistry(_Registry[type]):

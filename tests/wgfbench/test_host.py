@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 import types
 from importlib import metadata
@@ -12,7 +13,7 @@ import torch
 
 import wgfbench
 from wgfbench import hookspecs
-from wgfbench.errors import DuplicateNameError, UnknownNameError
+from wgfbench.errors import DuplicateNameError, PluginError, UnknownNameError
 from wgfbench.host import Host
 from wgfbench.references import DistributionPath, Gaussian
 from wgfbench.trajectory import ParticleSnapshot, Trajectory
@@ -92,11 +93,87 @@ def test_direct_plugins_register_problems_and_solvers():
     assert isinstance(solver, FrozenSolver) and problem.dim == 1
 
 
-def test_duplicate_names_name_both_plugins():
-    a = _plugin("plugin_a", [_tiny_problem()])
-    b = _plugin("plugin_b", [_tiny_problem()])
-    with pytest.raises(DuplicateNameError, match=r"plugin_a.*plugin_b|plugin_b.*plugin_a"):
-        Host(entry_points=False, plugins=[a, b])
+class OtherFrozenSolver(FrozenSolver):
+    name = "toy-other"
+
+
+def test_duplicate_names_keep_the_first_and_are_the_second_plugins_failure():
+    a = _plugin("plugin_a", [_tiny_problem()], [FrozenSolver])
+    b = _plugin(
+        "plugin_b", [_tiny_problem(), _tiny_problem("toy/other-1d")], [FrozenSolver, OtherFrozenSolver]
+    )
+    host = Host(entry_points=False, plugins=[a, b])
+    first = host.problems.entry("toy/gauss-1d").plugin.name  # the plugin collected first
+    second = ({"plugin_a", "plugin_b"} - {first}).pop()
+    assert host.solvers.entry("toy-frozen").plugin.name == first
+    assert [(f.plugin, f.stage) for f in host.failures] == [
+        (second, "wgfbench_register_problems"),
+        (second, "wgfbench_register_solvers"),
+    ]
+    assert all(f.error.startswith("DuplicateNameError") for f in host.failures)
+    assert re.search(rf"problem 'toy/gauss-1d'.*{first}.*{second}", host.failures[0].error)
+    assert re.search(rf"solver 'toy-frozen'.*{first}.*{second}", host.failures[1].error)
+    # plugin_b's other items still register
+    assert host.problems.entry("toy/other-1d").plugin.name == "plugin_b"
+    assert host.solvers.entry("toy-other").plugin.name == "plugin_b"
+    assert host.failure_note("solver") == ""  # a clash hides nothing: the name is there
+    # outside the host's collection a registry still refuses a second registration
+    with pytest.raises(DuplicateNameError, match=rf"{first}.*<direct>"):
+        host.solvers.add(FrozenSolver)
+
+
+def test_failed_plugins_are_named_when_one_of_their_names_is_unknown():
+    bad = types.ModuleType("bad")
+
+    @wgfbench.hookimpl
+    def wgfbench_register_solvers(registry):
+        raise ImportError("needs a missing package")
+
+    bad.wgfbench_register_solvers = wgfbench_register_solvers
+    host = Host(entry_points=False, plugins=[bad, _plugin("good", [_tiny_problem()], [FrozenSolver])])
+    note = host.failure_note("solver")
+    assert "Plugin 'bad' failed to register its solvers (ImportError: needs a missing package)" in note
+    assert host.failure_note("problem") == ""
+    with pytest.raises(UnknownNameError, match="Plugin 'bad' failed") as info:
+        wgfbench.get_solver("bad-solver", host=host)
+    assert info.value.note == note
+
+
+def test_a_broken_problem_factory_is_a_plugin_error_naming_problem_and_plugin():
+    def broken():
+        raise RuntimeError("reference data missing")
+
+    def misnamed():
+        return _tiny_problem("toy/other-1d")
+
+    module = types.ModuleType("factories")
+
+    @wgfbench.hookimpl
+    def wgfbench_register_problems(registry):
+        registry.add(broken, name="toy/broken-1d")
+        registry.add(misnamed, name="toy/misnamed-1d")
+
+    module.wgfbench_register_problems = wgfbench_register_problems
+    host = Host(entry_points=False, plugins=[module])
+    with pytest.raises(
+        PluginError, match=r"'toy/broken-1d' of plugin factories.*RuntimeError: reference data"
+    ):
+        wgfbench.get_problem("toy/broken-1d", host=host)
+    with pytest.raises(PluginError, match="built a problem named 'toy/other-1d'"):
+        wgfbench.get_problem("toy/misnamed-1d", host=host)
+
+
+def test_disabling_an_unknown_plugin_warns_and_is_recorded_with_close_matches(monkeypatch):
+    monkeypatch.setenv("WGFBENCH_DISABLE_PLUGINS", "langevn")
+    with pytest.warns(UserWarning, match="'langevn'.*did you mean 'langevin'"):
+        host = Host(distributions={"wgfbench"})
+    (failure,) = host.failures
+    assert (
+        failure.plugin == "langevn"
+        and failure.stage == "disable"
+        and "WGFBENCH_DISABLE_PLUGINS" in failure.error
+    )
+    assert "langevin" in host.solvers and host.failure_note("solver") == ""
 
 
 def test_failing_plugin_is_reported_and_others_still_load():

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from wgfbench.context import make_generator
-from wgfbench.errors import WgfbenchError
+from wgfbench.errors import InvalidInput, WgfbenchError
 from wgfbench.grid import Grid
 from wgfbench.references import Reference
 from wgfbench.seeding import seed_from
@@ -94,7 +94,9 @@ def w2(
     ``x``: (n, d), ``y``: (m, d) (a 1-D array is read as d = 1); tensors on any device or arrays,
     computed in float64 on the CPU. ``a`` (n,), ``b`` (m,): non-negative weights, normalised to
     unit mass (uniform when omitted). Memory is O(n m): 16 n m bytes; above
-    :data:`MAX_DENSE_BYTES` (4 GiB, n = m ≈ 16 000) it raises ``ValueError`` saying so.
+    :data:`MAX_DENSE_BYTES` (4 GiB, n = m ≈ 16 000) it raises :class:`~wgfbench.errors.InvalidInput`
+    (a ``ValueError``) saying to subsample or use a near-linear metric. The scorer calls it on
+    ``n_eval`` points of each side (at most 4 000 in the built-in tiers, 0.24 GiB), far below.
 
     ``num_iter_max`` caps the simplex iterations (POT's default of 10⁵ stops early at a few
     thousand points with only a warning). The solver's ``result_code`` is checked: anything but an
@@ -127,7 +129,7 @@ size (two n m 8-byte arrays); :func:`w2` refuses larger inputs instead of exhaus
 def _check_dense_size(n: int, m: int, name: str) -> None:
     needed = 2 * 8 * n * m
     if needed > MAX_DENSE_BYTES:
-        raise ValueError(
+        raise InvalidInput(
             f"{name} on {n} × {m} points needs about {needed / 2**30:.1f} GiB (cost matrix and plan), "
             f"over the {MAX_DENSE_BYTES / 2**30:.0f} GiB limit: subsample, or use sliced_w2, bures_w2 "
             "or radial_w2, whose cost is near-linear in n"
