@@ -52,11 +52,21 @@ start of each step, :math:`\hat x = C(0)^{-1/2}(x - m(0))` (stored with the map)
 log-cosh units: :math:`\phi` was nearly piecewise linear, the cloud could not contract and the
 energy only fell from 2483 to 1087 by t = 2 (124 by t ≈ 18.5); with it, 110 after the first step
 and 75 at t = 2 (E∞ = 56.9), measured at the quick tier.
+
+Checkpoints (``checkpoint_every``; 1 at the large tier, 0 = off at smoke and quick): after every
+``checkpoint_every``-th JKO step and the last, the state the loop continues from goes to
+``ctx.save_checkpoint`` — the network (the warm start), the stored maps when Algorithm 1 pushes
+fresh batches through them (``resample_every`` > 0), the carried pool and the evaluation cloud with
+their log-densities, the snapshots and step records so far, and (through the context) both
+generators' states. ``solve`` draws its initial network and particles as usual, then loads the
+newest checkpoint for the same schedule and continues with the step after it: the resumed
+trajectory equals the uninterrupted one.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -66,7 +76,7 @@ import torch
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor
 
-from wgfbench.context import Context
+from wgfbench.context import Checkpoint, Context
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.problem import Problem
 from wgfbench.solver import Solver, SolverConfig, Support, confined_to_box, step_ends
@@ -177,7 +187,9 @@ class DeepJKOConfig(SolverConfig):
     (carried pool for minibatches; 0: none), ``derivatives``
     (``explicit`` recurrences or ``autograd``), ``trace`` (``exact``/``hutchinson`` with
     ``probes``), ``first_step_factor`` (iteration multiplier of the first, cold-started step),
-    ``max_steps`` (cap on the number of JKO steps: Δt ≥ final time / max_steps).
+    ``max_steps`` (cap on the number of JKO steps: Δt ≥ final time / max_steps),
+    ``checkpoint_every`` (save the state through ``ctx.save_checkpoint`` every that many JKO steps
+    and after the last; 0: never).
     """
 
     table: Literal["smoke", "quick", "large"] = "quick"
@@ -201,6 +213,7 @@ class DeepJKOConfig(SolverConfig):
     trace: Literal["exact", "hutchinson"] = "exact"
     probes: PositiveInt = 4
     init_scale: PositiveFloat = 0.1
+    checkpoint_every: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)
@@ -253,7 +266,7 @@ class DeepJKO(Solver):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"table": "smoke"},
         "quick": {"table": "quick"},
-        "large": {"table": "large"},
+        "large": {"table": "large", "checkpoint_every": 1},
     }
 
     config: DeepJKOConfig
@@ -272,6 +285,11 @@ class DeepJKO(Solver):
                 "neural-ODE particles move in the whole space and cannot respect walls"
             )
         return True
+
+    def resolved_settings(self, problem: Problem) -> dict[str, Any]:
+        """The config and the table's settings resolved for ``problem`` (recorded with each case and
+        hashed into its key, so editing a table entry reruns exactly the cases it affects)."""
+        return {**self.config.model_dump(mode="json"), "resolved": dataclasses.asdict(self.settings(problem))}
 
     def settings(self, problem: Problem) -> Settings:
         """Config fields over the family table (most specific: problem name, then family) over the
@@ -335,6 +353,60 @@ class DeepJKO(Solver):
         x = problem.initial.sample(n, ctx.cpu_generator)
         return ctx.to(x), ctx.to(problem.initial.log_density(x))
 
+    def _save(
+        self,
+        ctx: Context,
+        done: int,
+        ends: list[float],
+        net: PotentialResNet,
+        maps: list[StoredMap],
+        particles: dict[str, Tensor],
+        snapshots: list[ParticleSnapshot],
+        steps: list[StepRecord],
+        counters: dict[str, Any],
+    ) -> None:
+        """Checkpoint the loop's state after ``done`` JKO steps (module docstring)."""
+        tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+        for i, stored in enumerate(maps):
+            tensors.update({f"maps.{i}.{k}": v for k, v in stored.state.items()})
+            if stored.precond_root is not None:
+                tensors[f"maps.{i}.precond_root"] = stored.precond_root
+        tensors.update(particles)
+        for i, snap in enumerate(snapshots):
+            assert snap.log_rho is not None
+            tensors[f"snapshots.{i}.x"], tensors[f"snapshots.{i}.log_rho"] = snap.x, snap.log_rho
+        meta = {
+            "ends": ends,
+            "maps": len(maps),
+            "snapshot_times": [snap.t for snap in snapshots],
+            "steps": [dataclasses.asdict(record) for record in steps],
+            **counters,
+        }
+        ctx.save_checkpoint(done, tensors, meta)
+
+    def _restore(
+        self, checkpoint: Checkpoint, net: PotentialResNet
+    ) -> tuple[list[StoredMap], dict[str, Tensor], list[ParticleSnapshot], list[StepRecord]]:
+        """Load the network from ``checkpoint`` (written by :meth:`_save`) and return the stored
+        maps, the particles (evaluation cloud and pool with their log-densities, by name), the
+        snapshots and the steps."""
+        tensors, meta = checkpoint.tensors, checkpoint.meta
+
+        def block(prefix: str) -> dict[str, Tensor]:
+            return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+        net.load_state_dict(block("net."))
+        maps = []
+        for i in range(meta["maps"]):
+            state = block(f"maps.{i}.")
+            maps.append(StoredMap(state=state, precond_root=state.pop("precond_root", None)))
+        particles = {k: tensors[k] for k in ("x_eval", "lr_eval", "x_pool", "lr_pool")}
+        snapshots = [
+            ParticleSnapshot(t=t, x=tensors[f"snapshots.{i}.x"], log_rho=tensors[f"snapshots.{i}.log_rho"])
+            for i, t in enumerate(meta["snapshot_times"])
+        ]
+        return maps, particles, snapshots, [StepRecord(**record) for record in meta["steps"]]
+
     def solve(self, problem: Problem, ctx: Context) -> Trajectory:
         """Algorithm 2 from ``problem.initial`` to ``problem.times[-1]`` (module docstring)."""
         reason = self.supports(problem)
@@ -363,8 +435,19 @@ class DeepJKO(Solver):
         steps: list[StepRecord] = []
         maps: list[StoredMap] = []
         total_iterations, train_seconds = 0, 0.0
-        t = 0.0
-        for n, (t_end, tau) in enumerate(zip(ends, taus, strict=True)):
+        start = 0
+        resumed = ctx.load_checkpoint(expect={"ends": ends}) if cfg.checkpoint_every else None
+        if resumed is not None:
+            start = resumed.step
+            maps, particles, snapshots, steps = self._restore(resumed, net)
+            x_eval, lr_eval = particles["x_eval"], particles["lr_eval"]
+            x_pool, lr_pool = particles["x_pool"], particles["lr_pool"]
+            x_batch, lr_batch = x_pool, lr_pool
+            total_iterations, train_seconds = resumed.meta["iterations"], resumed.meta["train_seconds"]
+            ctx.logger.info("deep-jko: resumed after JKO step %d of %d", start, len(ends))
+        t = ends[start - 1] if start else 0.0
+        for n in range(start, len(ends)):
+            t_end, tau = ends[n], taus[n]
             factor = s.first_step_factor if n == 0 else 1
             max_it, min_it = s.max_iterations * factor, s.min_iterations * factor
             optimiser = torch.optim.Adam(net.parameters(), lr=s.lr)
@@ -452,6 +535,14 @@ class DeepJKO(Solver):
             )  # fmt: skip
             if any(abs(t - ts) <= _TIME_TOL * max(1.0, ts) for ts in problem.times[1:]):
                 snapshots.append(ParticleSnapshot(t=t, x=x_eval.clone(), log_rho=lr_eval.clone()))
+            if cfg.checkpoint_every and ((n + 1) % cfg.checkpoint_every == 0 or n + 1 == len(ends)):
+                # Algorithm 1 pushes fresh batches through the stored maps; otherwise only the
+                # network (the warm start) is needed.
+                self._save(
+                    ctx, n + 1, ends, net, maps if s.resample_every > 0 else [],
+                    dict(x_eval=x_eval, lr_eval=lr_eval, x_pool=x_pool, lr_pool=lr_pool),
+                    snapshots, steps, {"iterations": total_iterations, "train_seconds": train_seconds},
+                )  # fmt: skip
             ctx.progress(n + 1, len(ends))
         info: dict[str, float | int | str] = {
             "scheme": f"deep-jko/{s.scheme}/{cfg.derivatives}/{cfg.trace}",

@@ -61,10 +61,20 @@ is sized to ≤ 3 min per case on 2 CPU cores.
 Supported: every problem whose initial law can be sampled, in every dimension, for the Wasserstein,
 nonlinear-mobility and Kalman–Wasserstein metrics; not problems whose box is a no-flux wall
 (``fokker-planck/box-1d``): the map pushes into the whole space.
+
+Checkpoints (``checkpoint_every``; 1 at the large tier, 0 = off at smoke and quick): after every
+``checkpoint_every``-th step and the last, ``ctx.save_checkpoint`` stores θ, the last direction η
+(the next solve's warm start), the step size ``h``, the evaluation points, the fitted map (θ0 and
+the standardisation), the counters and step records, and per snapshot its θ and the generator
+state its samples were drawn from (a few numbers instead of ``n_output`` points; the snapshot is
+redrawn on resume). ``prepare`` loads the newest checkpoint for the same schedule instead of
+fitting, with the generators' states, and ``solve`` continues with the step after it: the resumed
+trajectory equals the uninterrupted one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -74,7 +84,7 @@ import torch
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor
 
-from wgfbench.context import Context
+from wgfbench.context import Checkpoint, Context
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.problem import ProblemLike
 from wgfbench.solver import Solver, SolverConfig, Support, confined_to_box, step_ends
@@ -111,7 +121,9 @@ class PWGFConfig(SolverConfig):
     or ``heun``), ``dt`` (else ``problem.dt × dt_factor``, raised so that at most ``max_steps``
     steps are taken), ``batch`` reference points per step, ``trace`` (``exact`` or ``hutchinson``
     log-determinant), ``epsilon`` (Tikhonov term of G), ``cg_tol`` (relative residual),
-    ``cg_max_iterations``, ``refinements`` (restarts with 10ε), ``max_halvings`` (step rejection)."""
+    ``cg_max_iterations``, ``refinements`` (restarts with 10ε), ``max_halvings`` (step rejection).
+    ``checkpoint_every``: save the state through ``ctx.save_checkpoint`` every that many steps and
+    after the last (0: never)."""
 
     table: Literal["smoke", "quick", "large"] = "quick"
     width: PositiveInt | None = None
@@ -131,6 +143,7 @@ class PWGFConfig(SolverConfig):
     cg_max_iterations: PositiveInt | None = None
     refinements: NonNegativeInt = 2
     max_halvings: NonNegativeInt = 20
+    checkpoint_every: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,7 @@ class PWGF(Solver):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"table": "smoke"},
         "quick": {"table": "quick"},
-        "large": {"table": "large"},
+        "large": {"table": "large", "checkpoint_every": 1},
     }
 
     config: PWGFConfig
@@ -178,6 +191,7 @@ class PWGF(Solver):
     def __init__(self, config=None):
         super().__init__(config)
         self._fitted: tuple[str, FitResult] | None = None
+        self._resumed: tuple[str, Checkpoint] | None = None
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -188,6 +202,11 @@ class PWGF(Solver):
                 "push-forward map moves mass in the whole space and cannot respect walls"
             )
         return True
+
+    def resolved_settings(self, problem: ProblemLike) -> dict[str, Any]:
+        """The config and the table's settings resolved for ``problem`` (recorded with each case and
+        hashed into its key, so editing a table entry reruns exactly the cases it affects)."""
+        return {**self.config.model_dump(mode="json"), "resolved": dataclasses.asdict(self.settings(problem))}
 
     def settings(self, problem: ProblemLike) -> Settings:
         merged = dict(_TIERS[self.config.table])
@@ -208,9 +227,20 @@ class PWGF(Solver):
     # -- prepare: fit θ0 ----------------------------------------------------------------------
 
     def prepare(self, problem: ProblemLike, ctx: Context) -> None:
-        """Fit :math:`\\theta_0` to :math:`\\rho_0` (maximum likelihood, :mod:`.fit`)."""
+        """Fit :math:`\\theta_0` to :math:`\\rho_0` (maximum likelihood, :mod:`.fit`), or take
+        the fitted map from the case's newest checkpoint, which ``solve`` then resumes."""
         s = self.settings(problem)
         cfg = self.config
+        self._resumed = None
+        if cfg.checkpoint_every:
+            checkpoint = ctx.load_checkpoint(expect={"ends": step_ends(problem.times, s.dt)})
+            if checkpoint is not None:
+                t, fit = checkpoint.tensors, checkpoint.meta["fit"]
+                flow = PushForward(problem.dim, s.width, s.flow_steps, t["flow.shift"], t["flow.scale"])
+                self._fitted = (problem.name, FitResult(flow, t["theta0"], **fit))
+                self._resumed = (problem.name, checkpoint)
+                ctx.logger.info("pwgf: resuming after step %d from a checkpoint", checkpoint.step)
+                return
         fitted = fit_initial(
             problem, s.width, s.flow_steps, s.fit_iterations, s.fit_batch, cfg.fit_lr, cfg.init_scale, ctx
         )
@@ -367,32 +397,77 @@ class PWGF(Solver):
 
     # -- solve ----------------------------------------------------------------------------------
 
+    def _save(
+        self,
+        ctx: Context,
+        done: int,
+        fit: FitResult,
+        marks: list[tuple[float, Tensor, Tensor]],
+        tensors: dict[str, Tensor],
+        meta: dict[str, Any],
+    ) -> None:
+        """Checkpoint after ``done`` steps: the loop's ``tensors`` and ``meta`` with the fitted map
+        and, per snapshot, its time, θ and generator state (``marks``; module docstring)."""
+        tensors = {**tensors, "theta0": fit.theta, "flow.shift": fit.flow.shift, "flow.scale": fit.flow.scale}
+        for i, (_, theta, state) in enumerate(marks):
+            tensors[f"snapshots.{i}.theta"], tensors[f"snapshots.{i}.generator"] = theta, state
+        meta = {
+            **meta,
+            "snapshot_times": [mark[0] for mark in marks],
+            "fit": {"seconds": fit.seconds, "loss": fit.loss, "kl": fit.kl, "kl_stderr": fit.kl_stderr},
+        }
+        ctx.save_checkpoint(done, tensors, meta)
+
     def solve(self, problem: ProblemLike, ctx: Context) -> Trajectory:
-        """Fit (if ``prepare`` did not), then step θ from 0 to the final time (module docstring)."""
+        """Fit (if ``prepare`` did not), then step θ from 0 to the final time, or from the step
+        after the checkpoint ``prepare`` loaded (module docstring)."""
         reason = self.supports(problem)
         if reason is not True:
             raise ValueError(f"pwgf does not support {problem.name}: {reason}")
         s = self.settings(problem)
+        cfg = self.config
         fit = self._fit(problem, ctx)
+        resumed = self._resumed[1] if self._resumed is not None and self._resumed[0] == problem.name else None
+        self._resumed = None
         flow, theta = fit.flow, fit.theta.clone()
         d = problem.dim
         ends = step_ends(problem.times, s.dt)
-        z_eval = self._reference(ctx.tier.n_eval, d, ctx)
+        # Per snapshot: its time, θ and the state of the generator its samples are drawn from,
+        # enough to redraw it exactly (what a checkpoint stores instead of n_output points).
+        marks: list[tuple[float, Tensor, Tensor]] = []
 
-        def snapshot(t: float) -> ParticleSnapshot:
-            x, lr = flow.sample(theta, self._reference(ctx.tier.n_output, d, ctx))
+        def snapshot(t: float, theta: Tensor, generator: torch.Generator) -> ParticleSnapshot:
+            marks.append((t, theta, generator.get_state()))
+            z = torch.randn(ctx.tier.n_output, d, generator=generator, device=ctx.device, dtype=ctx.dtype)
+            x, lr = flow.sample(theta, z)
             if not (torch.isfinite(x).all() and torch.isfinite(lr).all()):
                 raise NonFiniteOutput(f"pwgf: non-finite samples at t={t:g}")
             return ParticleSnapshot(t=t, x=x, log_rho=lr)
 
-        snapshots = [snapshot(0.0)]
-        steps: list[StepRecord] = []
         totals = {"iterations": 0, "unconverged": 0, "refinements": 0, "halvings": 0}
         warm: Tensor | None = None
         h: float | None = None
-        started = time.perf_counter()
-        t = 0.0
-        for n, t_end in enumerate(ends):
+        start, spent = 0, 0.0
+        if resumed is None:
+            z_eval = self._reference(ctx.tier.n_eval, d, ctx)
+            snapshots = [snapshot(0.0, theta, ctx.generator)]
+            steps: list[StepRecord] = []
+        else:
+            tensors, meta = resumed.tensors, resumed.meta
+            start, spent = resumed.step, meta["step_seconds"]
+            theta, warm, z_eval, h = tensors["theta"], tensors.get("eta"), tensors["z_eval"], meta["h"]
+            # The snapshots so far, redrawn from their θ and generator states.
+            totals = {key: int(value) for key, value in meta["totals"].items()}
+            steps = [StepRecord(**record) for record in meta["steps"]]
+            snapshots = []
+            for i, ts in enumerate(meta["snapshot_times"]):
+                replay = torch.Generator(device=ctx.device)
+                replay.set_state(tensors[f"snapshots.{i}.generator"].cpu())
+                snapshots.append(snapshot(ts, tensors[f"snapshots.{i}.theta"], replay))
+        started = time.perf_counter() - spent
+        t = ends[start - 1] if start else 0.0
+        for n in range(start, len(ends)):
+            t_end = ends[n]
             ctx.check_budget()
             tau = t_end - t
             z = self._reference(s.batch, d, ctx)
@@ -413,7 +488,14 @@ class PWGF(Solver):
                 )
             )  # fmt: skip
             if any(abs(t - ts) <= _TIME_TOL * max(1.0, ts) for ts in problem.times[1:]):
-                snapshots.append(snapshot(t))
+                snapshots.append(snapshot(t, theta, ctx.generator))
+            if cfg.checkpoint_every and ((n + 1) % cfg.checkpoint_every == 0 or n + 1 == len(ends)):
+                loop = {"theta": theta, "z_eval": z_eval, **({} if warm is None else {"eta": warm})}
+                counters = {
+                    "ends": ends, "h": h, "totals": totals, "step_seconds": time.perf_counter() - started,
+                    "steps": [dataclasses.asdict(record) for record in steps],
+                }  # fmt: skip
+                self._save(ctx, n + 1, fit, marks, loop, counters)
             ctx.progress(n + 1, len(ends))
         taus = [b - a for a, b in zip([0.0, *ends[:-1]], ends, strict=True)]
         info: dict[str, float | int | str] = {

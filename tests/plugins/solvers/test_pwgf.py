@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.func import jacrev
 from wgfbench_plugins.solvers.pwgf import PWGF
+from wgfbench_plugins.solvers.pwgf import solver as pwgf_solver
 from wgfbench_plugins.solvers.pwgf.metric import PullbackMetric, conjugate_gradient
 from wgfbench_plugins.solvers.pwgf.pushforward import PushForward, log_standard_normal
 
@@ -235,3 +236,60 @@ def test_pwgf_passes_the_conformance_kit():
         PWGF.for_tier("smoke"), wgfbench.get_problem("fokker-planck/ou-2d"), budget_seconds=60.0
     )
     assert report.supported and report.n_steps > 0
+
+
+class Interrupted(Exception):
+    """Raised by a progress callback to cut a run short after a given step."""
+
+
+def test_checkpoints_only_at_the_large_tier_by_default():
+    assert [PWGF.for_tier(t).config.checkpoint_every for t in ("smoke", "quick", "large")] == [0, 0, 1]
+
+
+def test_an_interrupted_run_resumes_from_its_last_step_and_ends_as_an_uninterrupted_one(
+    tmp_path, monkeypatch
+):
+    """ou-1d at the smoke tier (12 steps, snapshots after steps 1, 2, 4, 7, 12): a run cut after
+    step 5 and rerun with the same seed and checkpoint directory skips the fit, computes steps
+    6..12 only, and its snapshots (the earlier ones redrawn from their θ and generator states) and
+    step records equal those of an uninterrupted run without checkpoints."""
+    problem = wgfbench.get_problem("fokker-planck/ou-1d").view()
+    _, uninterrupted = run("fokker-planck/ou-1d", seed=2)
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 5:
+            raise Interrupted
+
+    solver = PWGF.for_tier("smoke", checkpoint_every=1)
+    ctx = Context.create(2, "smoke", budget_seconds=1e9, checkpoints=tmp_path, progress=interrupt)
+    solver.prepare(problem, ctx)
+    with pytest.raises(Interrupted):
+        solver.solve(problem, ctx)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000005.safetensors"]
+    # θ and a generator state per snapshot, not its 20 000 points
+    assert (tmp_path / "step-000000005.safetensors").stat().st_size < 20_000 * 8
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the resumed run fitted θ0 again")
+
+    monkeypatch.setattr(pwgf_solver, "fit_initial", no_fit)
+    computed: list[int] = []
+    solver = PWGF.for_tier("smoke", checkpoint_every=1)
+    ctx = Context.create(
+        2,
+        "smoke",
+        budget_seconds=1e9,
+        checkpoints=tmp_path,
+        progress=lambda done, total: computed.append(done),
+    )
+    solver.prepare(problem, ctx)
+    resumed = solver.solve(problem, ctx)
+    assert computed == list(range(6, 13))
+    assert len(resumed.snapshots) == len(uninterrupted.snapshots) == 6
+    for a, b in zip(resumed.snapshots, uninterrupted.snapshots, strict=True):
+        assert a.t == b.t
+        torch.testing.assert_close(a.x, b.x, rtol=0, atol=0)
+        torch.testing.assert_close(a.log_rho, b.log_rho, rtol=0, atol=0)
+    assert [repr(r) for r in resumed.steps] == [repr(r) for r in uninterrupted.steps]
+    for key in ("iterations", "unconverged", "refinements", "halvings", "fit_kl"):
+        assert resumed.info[key] == uninterrupted.info[key], key
