@@ -156,6 +156,15 @@ def bench_pwgf(session: nox.Session) -> None:
     session.run("python", "benchmarks/pwgf.py", *args, env={"OMP_NUM_THREADS": "1"})
 
 
+@nox.session(name="bench_campaign")
+def bench_campaign(session: nox.Session) -> None:
+    """Executors side by side: one CPU-bound smoke campaign with the local executor and with 1 and
+    2 single-threaded Dask workers; prints the speed-up of 2 workers over 1 and the Dask overhead
+    per case (``benchmarks/campaign.py``; ``-- --out DIR`` keeps the table and its manifest)."""
+    _install(session)
+    session.run("python", "benchmarks/campaign.py", *session.posargs, env={"OMP_NUM_THREADS": "1"})
+
+
 @nox.session
 def gpu(session: nox.Session) -> None:
     """GPU-marked tests, on a machine with CUDA (keeps the CUDA torch the machine resolves)."""

@@ -38,7 +38,7 @@ def test_cuda_outputs_score_like_cpu_outputs():
 
 def test_large_tier_langevin_runs_on_cuda_with_synchronised_timings(tmp_path):
     plan = make_plan(["langevin"], ["fokker-planck/ou-32d"], tier="large", device="cuda")
-    run_plan(plan, tmp_path, progress=False)
+    run_plan(plan, tmp_path)
     cases = read_cases(tmp_path)
     assert (cases.status == "ok").all(), cases.error.tolist()
     assert (cases.peak_memory_mb > 0).all()

@@ -26,7 +26,7 @@ from wgfbench.references import JKOIterates, Reference
 from wgfbench.reports.leaderboard import build_leaderboard, display_table
 from wgfbench.runner import make_plan, run_plan
 from wgfbench.seeding import seed_from
-from wgfbench.store import read_cases, read_manifest, read_results
+from wgfbench.store import read_case_records, read_cases, read_manifest, read_results
 from wgfbench.trajectory import GridSnapshot, ParticleSnapshot, Trajectory
 
 # ----------------------------------------------------------------------------------------------
@@ -89,20 +89,24 @@ def test_a_problem_view_reaches_no_reference_of_any_problem():
 # ----------------------------------------------------------------------------------------------
 # Probes run as solvers through the real runner
 
-SEEN: dict[str, Any] = {}
-
 
 class Probe(wgfbench.Solver):
-    """Records what a solver is handed and what the registry gives it; returns rho_0 samples."""
+    """Reports in its trajectory's ``info`` (what comes back from the case's process) what a solver
+    is handed, what the registry gives it, which forbidden objects it can reach and every reachable
+    string the length of a scoring salt; returns rho_0 samples."""
 
     name = "zz-probe"
 
     def solve(self, problem, ctx):
-        SEEN["problem"] = problem
-        SEEN["registry"] = wgfbench.get_problem(problem.name)
-        SEEN["reachable"] = reachable(problem, ctx)
+        reached = reachable(problem, ctx)
+        info = {
+            "problem": type(problem).__name__,
+            "registry": type(wgfbench.get_problem(problem.name)).__name__,
+            "forbidden": [type(o).__name__ for o in reached if isinstance(o, FORBIDDEN)],
+            "salt_like": sorted({o for o in reached if isinstance(o, str) and len(o) == 32}),
+        }
         x = problem.initial.sample(ctx.tier.n_eval, ctx.cpu_generator)
-        return Trajectory([ParticleSnapshot(t, ctx.to(x)) for t in problem.times])
+        return Trajectory([ParticleSnapshot(t, ctx.to(x)) for t in problem.times], info=info)
 
 
 class OldFormulaReplay(wgfbench.Solver):
@@ -167,14 +171,14 @@ def _host(*solvers: type[wgfbench.Solver]) -> wgfbench.Host:
 def test_solvers_in_a_run_see_a_view_and_no_reference_sampler_or_scoring_seed(tmp_path):
     host = _host(Probe)
     plan = make_plan(["reference", "zz-probe"], ["fokker-planck/ou-1d"], tier="smoke", host=host)
-    run_plan(plan, tmp_path, host=host, progress=False)
-    assert isinstance(SEEN["problem"], ProblemView)
-    assert isinstance(SEEN["registry"], ProblemView), "get_problem is a back door during solve"
-    found = [type(o).__name__ for o in SEEN["reachable"] if isinstance(o, FORBIDDEN)]
-    assert not found, f"reachable from (problem, ctx): {found}"
+    run_plan(plan, tmp_path, host=host)
+    seen = next(r for r in read_case_records(tmp_path) if r["solver"] == "zz-probe")["info"]
+    assert seen["problem"] == ProblemView.__name__
+    assert seen["registry"] == ProblemView.__name__, "get_problem is a back door during solve"
+    assert not seen["forbidden"], f"reachable from (problem, ctx): {seen['forbidden']}"
     salt = read_manifest(tmp_path)["scoring"]["salt"]
     assert salt and len(salt) == 32
-    assert not any(isinstance(o, str) and salt in o for o in SEEN["reachable"])
+    assert salt not in seen["salt_like"]
     assert (read_cases(tmp_path).status == "ok").all()
 
 
@@ -184,7 +188,7 @@ def test_replaying_the_scorer_never_beats_independent_exact_samples(tmp_path):
     plan = make_plan(
         ["reference", "zz-old-formula", "zz-memory"], problems, tier="smoke", host=host, budget_seconds=120.0
     )
-    run_plan(plan, tmp_path, host=host, progress=False)
+    run_plan(plan, tmp_path, host=host)
     results = read_results(tmp_path)
     per_case = results[results.t.isna()].pivot_table(
         index=["problem", "solver"], columns="metric", values="value"
@@ -237,7 +241,7 @@ def test_trivial_and_mass_inventing_outputs_rank_below_real_solvers(tmp_path):
     solvers = ["frozen", "equilibrium", "zz-mass", "fv-jko", "deep-jko"]
     # a generous budget: the check is about ranks, not about how busy the test machine is
     plan = make_plan(solvers, FAMILY_PROBLEMS, tier="smoke", host=host, budget_seconds=120.0)
-    run_plan(plan, tmp_path, host=host, progress=False)
+    run_plan(plan, tmp_path, host=host)
     cases = read_cases(tmp_path)
     assert (cases.status == "ok").all(), cases.loc[cases.status != "ok", ["solver", "problem", "error"]]
     board = build_leaderboard([tmp_path])

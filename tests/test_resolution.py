@@ -91,9 +91,7 @@ def test_a_planted_bias_is_separated_from_reference_and_reseeded_exact_output_is
     # A fixed scoring salt makes the check reproducible: with 3 seeds, [min, max] intervals of two
     # rows drawn from the same law miss each other about 1 time in 10 (docs/scoring.md).
     salt = "5eed" * 8
-    run_plan(
-        plan, tmp_path / "run", host=host, progress=False, floors=FloorCache(tmp_path / "cache"), salt=salt
-    )
+    run_plan(plan, tmp_path / "run", host=host, floors=FloorCache(tmp_path / "cache"), salt=salt)
     cases = read_cases(tmp_path / "run")
     assert (cases.status == "ok").all(), cases.loc[cases.status != "ok", ["solver", "problem", "error"]]
     board = build_leaderboard([tmp_path / "run"])
@@ -139,7 +137,7 @@ def test_a_metric_added_through_the_hook_reaches_results_and_the_leaderboard(tmp
     host = wgfbench.Host(distributions={"wgfbench"}, plugins=[_plugin(metrics=(metric,))])
     assert "zz_median_radius" in host.metrics and list(host.metrics)[-1] is metric
     plan = make_plan(["reference", "frozen"], ["fokker-planck/ou-1d"], tier="smoke", host=host)
-    run_plan(plan, tmp_path / "run", host=host, progress=False, floors=FloorCache(tmp_path / "cache"))
+    run_plan(plan, tmp_path / "run", host=host, floors=FloorCache(tmp_path / "cache"))
     results = read_results(tmp_path / "run")
     ours = results[results.metric == "zz_median_radius"]
     problem = wgfbench.get_problem("fokker-planck/ou-1d")

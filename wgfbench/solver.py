@@ -92,6 +92,16 @@ class Solver(ABC):
     def supports(self, problem: ProblemLike) -> Support:
         return True
 
+    def resolved_settings(self, problem: ProblemLike) -> Mapping[str, Any]:
+        """The settings this solver will use on ``problem`` at its tier, as plain JSON-able values.
+
+        The default is the config itself. A solver that resolves settings per problem (a family
+        table, a step size from the problem's time scale) overrides it to return the resolved
+        values: the runner records them with each case and hashes them into the case key, so
+        editing such a table reruns exactly the cases it affects. It must be cheap and must not
+        draw random numbers."""
+        return self.config.model_dump(mode="json")
+
     def prepare(self, problem: ProblemLike, ctx: Context) -> None:  # noqa: B027 - optional hook
         """Offline work before ``solve`` (default: none)."""
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import time
 import types
 from typing import ClassVar
 
@@ -69,7 +72,8 @@ class Raising(ExactSampler):
 
 
 class Interrupting(ExactSampler):
-    """Simulates Ctrl-C in the middle of a campaign."""
+    """Ctrl-C in the middle of a campaign: SIGINT to the campaign's process (this case's parent),
+    which stops this case's process and the campaign."""
 
     name = "toy-interrupt"
 
@@ -77,7 +81,8 @@ class Interrupting(ExactSampler):
         return True if problem.name == "toy/other-1d" else "only toy/other-1d"
 
     def solve(self, problem, ctx):
-        raise KeyboardInterrupt
+        os.kill(os.getppid(), signal.SIGINT)
+        time.sleep(60)
 
 
 def plugin(broken: bool = False) -> types.ModuleType:

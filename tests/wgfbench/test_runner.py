@@ -1,11 +1,13 @@
 """The runner: plans (globs, skips, unknown names, configs), stable seeds and keys, case isolation
-(exceptions, NaN, both kinds of budget overrun), costs, resume after a kill, no pickle."""
+(exceptions, NaN, every kind of budget overrun, a process that dies), costs, resume after a kill,
+no pickle."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import os
 import time
 import types
 from typing import ClassVar
@@ -140,6 +142,13 @@ class ReturnsNaN(ExactSampler):
         return traj
 
 
+def burn(seconds: float) -> None:
+    """Busy-wait ``seconds`` of this process's CPU time."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
 class CooperativeOverrun(ExactSampler):
     """Never finishes but checks the budget: stopped by ctx.check_budget()."""
 
@@ -148,38 +157,73 @@ class CooperativeOverrun(ExactSampler):
     def solve(self, problem, ctx):
         while True:
             ctx.check_budget()
-            time.sleep(0.01)
+            burn(0.01)
 
 
-class SleepsPastBudget(ExactSampler):
+class PostHocOverrun(ExactSampler):
     """Returns a valid trajectory, late, without ever checking the budget (post-hoc overrun)."""
 
-    name = "toy-sleep"
+    name = "toy-posthoc"
 
     def solve(self, problem, ctx):
-        time.sleep(ctx.budget_seconds * 1.3)
+        burn(ctx.budget_seconds * 1.3)
         return super().solve(problem, ctx)
 
 
-FLAKY = {"calls": 0, "interrupt_on_call": None, "fail": False}
+class NeverChecks(ExactSampler):
+    """Computes forever and never checks the budget: the runner stops its process."""
+
+    name = "toy-hang"
+
+    def solve(self, problem, ctx):
+        while True:
+            burn(0.1)
+
+
+class Blocked(ExactSampler):
+    """Blocks forever without using CPU (a deadlock): stopped at the wall-time limit."""
+
+    name = "toy-block"
+
+    def solve(self, problem, ctx):
+        time.sleep(3600)
+
+
+class Exits(ExactSampler):
+    """Kills its own process, as a segfault or the out-of-memory killer would."""
+
+    name = "toy-oskill"
+
+    def solve(self, problem, ctx):
+        os._exit(3)
+
+
+FLAKY = {"fail": False}
 
 
 class Flaky(ExactSampler):
-    """An exact sampler that raises KeyboardInterrupt on its n-th call (a simulated kill) or
-    RuntimeError while ``FLAKY['fail']`` is set."""
+    """An exact sampler that raises RuntimeError while ``FLAKY['fail']`` is set."""
 
     name = "toy-flaky"
 
     def solve(self, problem, ctx):
-        FLAKY["calls"] += 1
-        if FLAKY["calls"] == FLAKY["interrupt_on_call"]:
-            raise KeyboardInterrupt
         if FLAKY["fail"]:
             raise RuntimeError("flaky failure")
         return super().solve(problem, ctx)
 
 
-SOLVERS = (ExactSampler, EulerMaruyama, Raising, ReturnsNaN, CooperativeOverrun, SleepsPastBudget, Flaky)
+SOLVERS = (
+    ExactSampler,
+    EulerMaruyama,
+    Raising,
+    ReturnsNaN,
+    CooperativeOverrun,
+    PostHocOverrun,
+    NeverChecks,
+    Blocked,
+    Exits,
+    Flaky,
+)
 
 
 def toy_plugin(problem_factories=None, solvers=SOLVERS, name: str = "toy_plugin") -> types.ModuleType:
@@ -212,7 +256,7 @@ def host():
 
 @pytest.fixture(autouse=True)
 def _reset_flaky():
-    FLAKY.update(calls=0, interrupt_on_call=None, fail=False)
+    FLAKY.update(fail=False)
 
 
 TINY = wgfbench.Tier("tiny", n_eval=100, budget_seconds=10.0, description="tests: fast scoring")
@@ -229,7 +273,7 @@ def run(host, tmp_path, solvers, problems, name="run", **kwargs):
     run_kwargs = {k: kwargs.pop(k) for k in ("resume", "retry_failed", "salt") if k in kwargs}
     kwargs.setdefault("tier", "tiny")
     plan = runner.make_plan(solvers, problems, host=host, **kwargs)
-    return plan, runner.run_plan(plan, tmp_path / name, host=host, progress=False, **run_kwargs)
+    return plan, runner.run_plan(plan, tmp_path / name, host=host, **run_kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,22 +398,40 @@ def test_runs_are_reproducible_and_langevin_matches_the_ou_moments(host, tmp_pat
     )
 
 
-def test_failures_are_isolated_and_recorded(host, tmp_path):
-    solvers = ["toy-exact", "toy-raise", "toy-nan", "toy-loop", "toy-sleep", "toy-langevin"]
+def test_failures_are_isolated_and_recorded(host, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner.execution, "KILL_GRACE_SECONDS", 0.5)
+    solvers = [
+        "toy-exact",
+        "toy-raise",
+        "toy-nan",
+        "toy-loop",
+        "toy-posthoc",
+        "toy-hang",
+        "toy-block",
+        "toy-oskill",
+        "toy-langevin",
+    ]
     _, result = run(host, tmp_path, solvers, ["toy/ou-1d"], budget_seconds=0.6)
     cases = result.cases().set_index("solver")
-    assert set(cases.index) == set(solvers) and result.ran == 6
+    assert set(cases.index) == set(solvers) and result.ran == len(solvers)
     assert cases.loc["toy-exact", "status"] == "ok" and cases.loc["toy-langevin", "status"] == "ok"
     assert cases.loc["toy-raise", "error_type"] == "RuntimeError"
     assert "boom" in cases.loc["toy-raise", "error"]
     assert cases.loc["toy-nan", "error_type"] == "NonFiniteOutput"
     assert cases.loc["toy-loop", "error_type"] == "BudgetExceeded"
-    assert "post-hoc" not in cases.loc["toy-loop", "error"]
-    assert cases.loc["toy-sleep", "error_type"] == "BudgetExceeded"
-    assert "post-hoc" in cases.loc["toy-sleep", "error"]
-    # The cooperative overrun stopped within a few polls of its budget.
+    assert "CPU-time budget" in cases.loc["toy-loop", "error"]
+    assert cases.loc["toy-posthoc", "error_type"] == "BudgetExceeded"
+    assert "post-hoc" in cases.loc["toy-posthoc", "error"]
+    # A solver that never checks its budget, busy or blocked, is stopped by the runner.
+    for name in ("toy-hang", "toy-block"):
+        assert cases.loc[name, "error_type"] == "BudgetExceeded"
+        assert "stopped by the runner in solve" in cases.loc[name, "error"]
+    # A solver that kills its process is one failure row; the campaign went on.
+    assert cases.loc["toy-oskill", "error_type"] == "WorkerCrashed"
+    assert "exited with code 3 in solve" in cases.loc["toy-oskill", "error"]
+    # The cooperative overrun stopped within a few polls of its budget (CPU time, ~wall here).
     loop = cases.loc["toy-loop"]
-    assert 0.6 <= loop["prepare_seconds"] + loop["solve_seconds"] < 1.5
+    assert 0.6 <= loop["prepare_seconds"] + loop["solve_seconds"] < 3.0
     assert (cases.loc[["toy-exact", "toy-langevin"], "error_type"].isna()).all()
     # The full record keeps the traceback and the stage that failed.
     records = {r["solver"]: r for r in store.read_case_records(result.run_dir)}
@@ -451,9 +513,14 @@ def test_resume_after_a_kill_ends_with_every_case_once(host, tmp_path):
         ["toy-exact", "toy-flaky"], ["toy/ou-1d", "toy/ou-2d"], seeds=2, tier="tiny", host=host
     )
     assert len(plan.cases) == 8
-    FLAKY["interrupt_on_call"] = 3  # killed on toy-flaky's third case
+
+    def interrupt_after_three(outcome, seen=[]):  # noqa: B006 - a counter across calls
+        seen.append(outcome)
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the campaign's process
+
     with pytest.raises(KeyboardInterrupt):
-        runner.run_plan(plan, out, host=host, progress=False)
+        runner.run_plan(plan, out, host=host, on_outcome=interrupt_after_three)
     committed = store.committed_cases(out)
     assert 0 < len(committed) < 8
     manifest = store.read_manifest(out)
@@ -468,9 +535,8 @@ def test_resume_after_a_kill_ends_with_every_case_once(host, tmp_path):
     (out / "parts" / ".leftover.tmp").write_text("half-written")
 
     with pytest.raises(WgfbenchError, match="--resume"):
-        runner.run_plan(plan, out, host=host, progress=False)
-    FLAKY["interrupt_on_call"] = None
-    result = runner.run_plan(plan, out, host=host, progress=False, resume=True)
+        runner.run_plan(plan, out, host=host)
+    result = runner.run_plan(plan, out, host=host, resume=True)
     assert result.reused == len(committed) - 1 and result.ran == 8 - result.reused
     cases = store.read_cases(out)
     assert len(cases) == 8 and cases["case_key"].is_unique and (cases["status"] == "ok").all()
@@ -484,7 +550,7 @@ def test_resume_after_a_kill_ends_with_every_case_once(host, tmp_path):
     assert scoring["salt"] != first_salt and scoring["sessions"][0]["salt"] == first_salt
     assert set(cases["score_salt_sha256"]) == {salt_digest(first_salt), scoring["salt_sha256"]}
     # A resume of a finished run runs nothing.
-    again = runner.run_plan(plan, out, host=host, progress=False, resume=True)
+    again = runner.run_plan(plan, out, host=host, resume=True)
     assert again.ran == 0 and again.reused == 8 and len(store.read_cases(out)) == 8
 
 
@@ -493,9 +559,9 @@ def test_retry_failed_reruns_only_failed_cases(host, tmp_path):
     plan, first = run(host, tmp_path, ["toy-exact", "toy-flaky"], ["toy/ou-1d"])
     assert first.n_failed == 1 and first.n_ok == 1
     FLAKY["fail"] = False
-    same = runner.run_plan(plan, first.run_dir, host=host, progress=False, resume=True)
+    same = runner.run_plan(plan, first.run_dir, host=host, resume=True)
     assert same.ran == 0 and same.n_failed == 1
-    retried = runner.run_plan(plan, first.run_dir, host=host, progress=False, resume=True, retry_failed=True)
+    retried = runner.run_plan(plan, first.run_dir, host=host, resume=True, retry_failed=True)
     assert retried.ran == 1 and retried.n_ok == 2
     cases = store.read_cases(first.run_dir)
     assert len(cases) == 2 and (cases["status"] == "ok").all()
@@ -506,7 +572,7 @@ def test_resume_refuses_a_different_tier(host, tmp_path):
     _, result = run(host, tmp_path, ["toy-exact"], ["toy/ou-1d"])
     quick = runner.make_plan(["toy-exact"], ["toy/ou-1d"], tier="quick", host=host)
     with pytest.raises(ConfigError, match="tier"):
-        runner.run_plan(quick, result.run_dir, host=host, progress=False, resume=True)
+        runner.run_plan(quick, result.run_dir, host=host, resume=True)
 
 
 def test_final_snapshot_is_resampled_to_n_eval_without_pickle(host, tmp_path):
@@ -523,20 +589,25 @@ def test_final_snapshot_is_resampled_to_n_eval_without_pickle(host, tmp_path):
 
 
 def test_each_run_draws_a_secret_salt_revealed_in_the_manifest_when_it_stops(host, tmp_path):
-    seen = []
+    peeked = tmp_path / "peeked.json"
 
     class PeekingManifest(ExactSampler):
+        """Reads the run's manifest while it runs (its artefacts are not in the run directory, so
+        it is told where the run is) and leaves what it saw in a file."""
+
         name = "toy-peek"
 
         def solve(self, problem, ctx):
-            manifest = json.loads((ctx.artifacts.parent.parent / store.MANIFEST).read_text())
-            seen.append(manifest["scoring"])
+            manifest = json.loads((tmp_path / "a" / store.MANIFEST).read_text())
+            if not peeked.exists():
+                peeked.write_text(json.dumps(manifest["scoring"]))
             return super().solve(problem, ctx)
 
     peek_host = wgfbench.Host(entry_points=False, plugins=[toy_plugin(solvers=(*SOLVERS, PeekingManifest))])
     _, a = run(peek_host, tmp_path, ["toy-peek"], ["toy/ou-1d"], name="a")
     _, b = run(peek_host, tmp_path, ["toy-peek"], ["toy/ou-1d"], name="b")
     scoring = store.read_manifest(a.run_dir)["scoring"]
+    seen = [json.loads(peeked.read_text())]
     # while the solver ran the manifest held the salt's digest, not the salt
     assert seen[0]["salt"] is None and seen[0]["salt_sha256"] == scoring["salt_sha256"]
     assert len(scoring["salt"]) == 32 and scoring["salt"] != store.read_manifest(b.run_dir)["scoring"]["salt"]

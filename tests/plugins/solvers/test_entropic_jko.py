@@ -303,7 +303,7 @@ def test_quick_tier_rel_error_through_the_runner(tmp_path):
 
     problems = ["fokker-planck/ou-2d", "porous-medium/barenblatt-2d-m2"]
     plan = make_plan(["entropic-jko"], problems, seeds=1, tier="quick")
-    run_plan(plan, tmp_path, progress=False)
+    run_plan(plan, tmp_path)
     cases = read_cases(tmp_path)
     assert (cases.status == "ok").all(), cases[["problem", "error"]]
     results = read_results(tmp_path)

@@ -113,7 +113,7 @@ def test_quick_tier_acceptance(tmp_path):
     host = wgfbench.default_host()
     problems = ["porous-medium/barenblatt-2d-m2", "fokker-planck/ou-2d"]
     plan = make_plan(["fv-jko"], problems, seeds=1, tier="quick", host=host)
-    run_plan(plan, tmp_path, host=host, progress=False)
+    run_plan(plan, tmp_path, host=host)
     cases = read_cases(tmp_path)
     assert (cases.status == "ok").all(), cases[["problem", "error"]]
     results = read_results(tmp_path)

@@ -404,7 +404,7 @@ def test_runner_quick_tier_rel_error(tmp_path):
     host = wgfbench.default_host()
     names = ["fokker-planck/ou-1d", "porous-medium/barenblatt-1d-m2"]
     plan = make_plan(["quantile-jko"], names, seeds=1, tier="quick", host=host)
-    run_plan(plan, tmp_path, host=host, progress=False)
+    run_plan(plan, tmp_path, host=host)
     assert (read_cases(tmp_path).status == "ok").all()
     results = read_results(tmp_path)
     rel = results[results.metric == "rel_error"]
