@@ -95,10 +95,13 @@ def measure(args: argparse.Namespace) -> dict:
 
                 timed(warm, factory, root, f"{kind}-{workers}-warm")
                 startup = time.perf_counter() - t0
-                walls, case_seconds = [], []
+                walls, case_seconds, in_case = [], [], []
                 for r in range(args.repeats):
                     wall, records = timed(plan, factory, root, f"{kind}-{workers}-{r}")
                     walls.append(wall)
+                    in_case.append(
+                        sum(x["prepare_seconds"] + x["solve_seconds"] + x["score_seconds"] for x in records)
+                    )
                     case_seconds.extend(
                         x["prepare_seconds"] + x["solve_seconds"] + x["score_seconds"] for x in records
                     )
@@ -107,11 +110,13 @@ def measure(args: argparse.Namespace) -> dict:
                 "walls": walls,
                 "median_wall": statistics.median(walls),
                 "median_case_seconds": statistics.median(case_seconds),
+                "median_in_case_total": statistics.median(in_case),
             }
             print(
                 f"{label:>9}: median wall {rows[label]['median_wall']:7.2f} s over {args.repeats} run(s) "
                 f"({', '.join(f'{w:.2f}' for w in walls)}); "
-                f"median case {rows[label]['median_case_seconds']:.3f} s; "
+                f"median case {rows[label]['median_case_seconds']:.3f} s, "
+                f"in cases (prepare + solve + score) {rows[label]['median_in_case_total']:.1f} s; "
                 f"start-up and warm-up {startup:.1f} s"
             )
     local, one, two = rows["local"], rows["dask × 1"], rows["dask × 2"]

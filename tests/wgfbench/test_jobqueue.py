@@ -65,6 +65,8 @@ def test_workers_started_as_the_job_script_starts_them_run_a_campaign(tmp_path):
             executor = DaskExecutor(scheduler=cluster.scheduler_address, host_factory=campaign_plugins.host)
             executor.start()
             executor.client.wait_for_workers(1, timeout=120)
+            environ = next(iter(executor.client.run(lambda: dict(os.environ)).values()))
+            assert "MALLOC_TRIM_THRESHOLD_" not in environ and environ["OMP_NUM_THREADS"] == "1"
             result = runner.run_plan(plan, tmp_path / "run", host=host, executor=executor)
         finally:
             worker.terminate()

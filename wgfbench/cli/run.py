@@ -150,6 +150,8 @@ def run_campaign(
     """Plan, print and run ``spec`` tier by tier (``out/<tier>`` when it has several)."""
     console = _console()
     host = default_host()
+    if resume and out is None and spec.out is None:
+        raise click.UsageError("--resume needs --out DIR (the run to continue) or the campaign file's `out`")
     out = Path(out if out is not None else (spec.out or default_run_dir("-".join(spec.tiers))))
     try:
         plans = [

@@ -271,7 +271,7 @@ def _child_main(conn: Any, setup: _ChildSetup) -> None:
         seen = problem_as_seen_by(solver, problem)
         memory = PeakMemory(device)
         memory.start()
-        conn.send(("started", time.process_time()))
+        conn.send(("started", time.process_time(), torch.get_num_threads()))
         ctx.restart_clock()
         stage = "prepare"
         conn.send(("stage", stage))
@@ -358,7 +358,7 @@ def _run_child(
     process.start()
     child_conn.close()
     budget = task.budget_seconds
-    threads = max(1, task.torch_threads or torch.get_num_threads())
+    threads = 1
     started_wall = time.monotonic()
     cpu_start: float | None = None
     stage = "setup"
@@ -379,8 +379,8 @@ def _run_child(
                 kind = obj[0]
                 if kind == "progress" and on_progress is not None:
                     on_progress(obj[1], obj[2])
-                elif kind == "started":
-                    cpu_start = obj[1]
+                elif kind == "started":  # the clock starts: CPU time so far, and the child's threads
+                    cpu_start, threads = obj[1], max(1, obj[2])
                 elif kind == "stage":
                     stage = obj[1]
                 elif kind == "error":

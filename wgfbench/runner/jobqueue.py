@@ -5,6 +5,7 @@
 
 * ``DASK_DISTRIBUTED__WORKER__DAEMON=False``: each case runs in a child process of its worker;
 * ``OMP_NUM_THREADS=1`` and one thread per worker: one single-threaded case per core;
+* no ``MALLOC_TRIM_THRESHOLD_`` in the workers (see :data:`~wgfbench.runner.executors.CLUSTER_CONFIG`);
 * GPU jobs (``gpus = 1``) ask SLURM for ``--gres=gpu:1`` and start one worker with the worker
   resource ``GPU=1`` that CUDA cases request; SLURM's ``CUDA_VISIBLE_DEVICES`` pins it to its GPU,
   so ``jobs`` is the number of GPUs (several workers in one job would share device 0);
@@ -61,6 +62,11 @@ def job_settings(spec: SlurmSpec) -> dict[str, Any]:
         "job_script_prologue": [
             *spec.prologue,
             "export DASK_DISTRIBUTED__WORKER__DAEMON=False",
+            # MALLOC_TRIM_THRESHOLD_ cannot be unset by an environment variable: a config file can.
+            'export DASK_CONFIG="${TMPDIR:-/tmp}/wgfbench-dask-${SLURM_JOB_ID:-$$}"',
+            'mkdir -p "$DASK_CONFIG"',
+            "printf 'distributed:\\n  nanny:\\n    pre-spawn-environ:\\n      MALLOC_TRIM_THRESHOLD_: null\\n' "
+            '> "$DASK_CONFIG/wgfbench.yaml"',
             "export OMP_NUM_THREADS=1",
         ],
     }
