@@ -88,7 +88,8 @@ def measure(args: argparse.Namespace) -> dict:
                         return DaskExecutor(scheduler=address, host_factory=default_host)
 
                 else:
-                    shared = LocalExecutor()  # one executor, one score cache across repeats, as a worker
+                    # as the CLI runs it: cases from a clean forkserver; one score cache across repeats
+                    shared = LocalExecutor(host_factory=default_host)
 
                     def factory(executor=shared):
                         return executor
