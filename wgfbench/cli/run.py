@@ -135,6 +135,27 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def with_executor_options(
+    spec: CampaignSpec, kind: str | None, workers: int | None, scheduler: str | None
+) -> CampaignSpec:
+    """``spec`` with the executor options given on the command line applied over its own: only
+    what was given changes (workers and scheduler exclude each other; a slurm table stays only
+    while the kind is slurm)."""
+    if kind is None and workers is None and scheduler is None:
+        return spec
+    executor = spec.executor.model_dump(mode="json")
+    if workers is not None:
+        executor.update(workers=workers, scheduler=None)
+    if scheduler is not None:
+        executor.update(scheduler=scheduler, workers=None)
+    executor["kind"] = kind or ("dask" if (workers or scheduler) else executor["kind"])
+    if executor["kind"] != "slurm":
+        executor["slurm"] = None
+    if executor["kind"] == "local":
+        executor.update(workers=None if executor["workers"] == 1 else executor["workers"])
+    return parse_campaign({**spec.to_plain(), "executor": executor}, "command line")
+
+
 def run_campaign(
     spec: CampaignSpec,
     out: Path | None,
@@ -375,15 +396,7 @@ def run_command(
                 },
                 "command line",
             )
-        if executor is not None or workers is not None or scheduler is not None:
-            kind = executor or ("dask" if (workers or scheduler) else spec.executor.kind)
-            spec = parse_campaign(
-                {
-                    **spec.to_plain(),
-                    "executor": {"kind": kind, "workers": workers, "scheduler": scheduler},
-                },
-                "command line",
-            )
+        spec = with_executor_options(spec, executor, workers, scheduler)
     except WgfbenchError as exc:
         raise click.UsageError(str(exc)) from None
     run_campaign(
@@ -464,12 +477,7 @@ def rerun_command(
         manifest = store.read_manifest(run)
         spec = spec_from_manifest(manifest, run)
         spec = spec.model_copy(update={"tiers": [manifest["tier"]], "out": None})
-        if executor is not None or workers is not None or scheduler is not None:
-            kind = executor or "dask"
-            spec = parse_campaign(
-                {**spec.to_plain(), "executor": {"kind": kind, "workers": workers, "scheduler": scheduler}},
-                "command line",
-            )
+        spec = with_executor_options(spec, executor, workers, scheduler)
         salt = None
         if same_salt:
             salt = (manifest.get("scoring") or {}).get("salt")

@@ -306,10 +306,11 @@ def _run_locked(
     manifest: dict[str, Any]
     if store.manifest_path(out).is_file():
         manifest = store.read_manifest(out)
-        for name in ("tier", "base_seed", "device", "dtype"):
-            if manifest.get(name) != getattr(plan, name):
+        for name in ("tier", "base_seed", "device", "dtype", "budget"):
+            field = "budget_seconds" if name == "budget" else name
+            if manifest.get(field) != getattr(plan, name):
                 raise ConfigError(
-                    f"cannot resume {out}: its {name} is {manifest.get(name)!r}, this plan's is "
+                    f"cannot resume {out}: its {name} is {manifest.get(field)!r}, this plan's is "
                     f"{getattr(plan, name)!r}"
                 )
         entries = _merge_plan_entries(manifest.get("plan", {}), entries)
@@ -387,24 +388,29 @@ def _run_locked(
     ]
 
     ran = 0
-    interrupted = False
+    interrupted = finished = False
     try:
         for outcome in executor.run(tasks, host, events):
             commit_outcome(out, outcome)
             ran += 1
             if on_outcome is not None:
                 on_outcome(outcome)
+        finished = True
     except KeyboardInterrupt:
         interrupted = True
         raise
+    except BaseException as exc:
+        session["error"] = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
+        session["executor"] = executor.describe()  # after the run: a cluster's address and size
         executor.close()
         manifest["scoring"]["salt"] = salt  # revealed once no solver of this session can run any more
         manifest["interrupted"] = interrupted
         session.update({"ran": ran, "interrupted": interrupted, "finished": utc_now()})
         store.write_manifest(out, manifest)
         store.consolidate(out)
-        manifest["completed"] = None if interrupted else utc_now()
+        manifest["completed"] = utc_now() if finished else None
         store.write_manifest(out, manifest)
 
     records = store.read_case_records(out)

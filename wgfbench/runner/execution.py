@@ -236,6 +236,7 @@ def _child_main(conn: Any, setup: _ChildSetup) -> None:
     """The child's entry point: run prepare and solve, send ``("result", bytes)`` or
     ``("error", dict)``; progress and stage messages on the way."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the campaign's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited by fork
     task, case = setup.task, setup.task.case
     timings: dict[str, float] = {}
     stage = "setup"
@@ -407,6 +408,8 @@ def _run_child(
                 elif kind == "stage":
                     stage = obj[1]
                 elif kind == "error":
+                    if obj[1]["error_type"] == "KeyboardInterrupt":  # a signal meant for the campaign
+                        raise KeyboardInterrupt
                     return {"kind": "error", **obj[1]}
                 continue
             if not process.is_alive():
@@ -570,6 +573,7 @@ def execute_case(
         record["code_hash"] = code_hash(host.solvers.entry(case.solver).plugin.module, type(solver))
         record["settings"] = resolved_settings(solver, problem)
 
+        stage = "run"
         report = _run_child(task, scratch, host, host_factory, on_progress)
         timings = report.get("timings", {})
         for name in ("prepare_seconds", "solve_seconds"):

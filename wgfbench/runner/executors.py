@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wgfbench.errors import ConfigError
+from wgfbench.errors import ConfigError, WgfbenchError
 from wgfbench.host import Host, default_host
 from wgfbench.metrics import ScoreCache
 from wgfbench.metrics.cache import FloorCache
@@ -83,7 +83,8 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """One case at a time, each in its own child process of this one.
+    """One case at a time, each in its own child process of this one, with ``threads_per_case``
+    torch threads (1 by default, as benchmarks are measured; ``None``: torch's default).
 
     ``host_factory`` (an importable callable returning a :class:`Host`) makes the children start
     from a clean ``forkserver`` process and build their host with it; without it, CPU cases fork
@@ -97,10 +98,16 @@ class LocalExecutor(Executor):
         *,
         host_factory: Callable[[], Host] | None = None,
         floors: FloorCache | None = None,
+        threads_per_case: int | None = 1,
     ):
         self.host_factory = host_factory
+        self.threads_per_case = threads_per_case
         self.floors = floors if floors is not None else FloorCache()
         self.cache = ScoreCache()
+
+    @property
+    def torch_threads(self) -> int | None:
+        return self.threads_per_case
 
     def run(self, tasks: Sequence[CaseTask], host: Host, events: CaseEvents) -> Iterator[CaseOutcome]:
         for task in tasks:
@@ -263,9 +270,13 @@ class DaskExecutor(Executor):
             )
             futures[future.key] = (future, task)
         pending = dict(futures)
+        cancelled = 0
         try:
             for future in as_completed([f for f, _ in futures.values()]):
                 _, task = pending.pop(future.key)
+                if future.cancelled():  # the scheduler restarted or the client lost it: not a result
+                    cancelled += 1
+                    continue
                 if future.status == "finished":
                     outcome = future.result()
                 else:
@@ -280,6 +291,11 @@ class DaskExecutor(Executor):
                     )
                 future.release()
                 yield outcome
+            if cancelled:
+                raise WgfbenchError(
+                    f"{cancelled} case(s) were cancelled by the Dask scheduler (restarted, or the connection "
+                    "was lost); nothing was recorded for them: continue with --resume"
+                )
         finally:
             if pending:
                 self.client.cancel([f for f, _ in pending.values()], force=True)

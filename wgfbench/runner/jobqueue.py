@@ -65,8 +65,8 @@ def job_settings(spec: SlurmSpec) -> dict[str, Any]:
             # MALLOC_TRIM_THRESHOLD_ cannot be unset by an environment variable: a config file can.
             'export DASK_CONFIG="${TMPDIR:-/tmp}/wgfbench-dask-${SLURM_JOB_ID:-$$}"',
             'mkdir -p "$DASK_CONFIG"',
-            "printf 'distributed:\\n  nanny:\\n    pre-spawn-environ:\\n      MALLOC_TRIM_THRESHOLD_: null\\n' "
-            '> "$DASK_CONFIG/wgfbench.yaml"',
+            "printf 'distributed:\\n  nanny:\\n    pre-spawn-environ:\\n"
+            '      MALLOC_TRIM_THRESHOLD_: null\\n\' > "$DASK_CONFIG/wgfbench.yaml"',
             "export OMP_NUM_THREADS=1",
         ],
     }
