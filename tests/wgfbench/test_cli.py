@@ -72,8 +72,9 @@ class Raising(ExactSampler):
 
 
 class Interrupting(ExactSampler):
-    """Ctrl-C in the middle of a campaign: SIGINT to the campaign's process (this case's parent),
-    which stops this case's process and the campaign."""
+    """A stop in the middle of a campaign: SIGTERM (what ``kill`` or a batch scheduler sends; the
+    CLI treats it as Ctrl-C) to the campaign's process, this case's parent. SIGINT would do the
+    same from a terminal, but a process started in the background ignores it."""
 
     name = "toy-interrupt"
 
@@ -81,7 +82,7 @@ class Interrupting(ExactSampler):
         return True if problem.name == "toy/other-1d" else "only toy/other-1d"
 
     def solve(self, problem, ctx):
-        os.kill(os.getppid(), signal.SIGINT)
+        os.kill(os.getppid(), signal.SIGTERM)
         time.sleep(60)
 
 
