@@ -205,7 +205,10 @@ class DaskExecutor(Executor):
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.name, "scheduler": self.scheduler, "workers": self.workers}
         if self.client is not None:
-            info = self.client.scheduler_info()
+            try:
+                info = self.client.scheduler_info()
+            except Exception:  # a lost scheduler must not hide why the campaign stopped
+                return out
             out["address"] = info.get("address")
             out["n_workers"] = len(info.get("workers", {}))
         return out
