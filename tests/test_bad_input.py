@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
+from toy_plugins import FrozenSolver, tiny_problem
 
 import wgfbench
 from wgfbench import store
@@ -41,9 +42,7 @@ from wgfbench.cli import main
 from wgfbench.errors import InvalidInput, PluginError, UnknownNameError
 from wgfbench.host import Host, set_default_host
 from wgfbench.metrics import distances
-from wgfbench.references import DistributionPath, Gaussian
 from wgfbench.runner import RunLock
-from wgfbench.trajectory import ParticleSnapshot, Trajectory
 
 SMOKE_RUN = ["run", "-s", "reference", "-p", "fokker-planck/ou-1d", "--tier", "smoke", "--no-progress"]
 """One exact-sampling case at the smoke tier: a real run directory in a few seconds."""
@@ -151,29 +150,6 @@ CONSOLIDATED = (store.CASES, store.RESULTS)
 
 # ----------------------------------------------------------------------------------------------
 # Plugin hosts
-
-
-def tiny_problem(name: str = "toy/gauss-1d") -> wgfbench.Problem:
-    law = Gaussian([0.0], [[1.0]])
-    return wgfbench.Problem(
-        name=name,
-        family=name.split("/")[0],
-        dim=1,
-        energy=wgfbench.Energy([wgfbench.Entropy()]),
-        initial=law,
-        times=(0.0, 1.0),
-        dt=0.1,
-        references={"pde": DistributionPath(lambda t: law, dim=1)},
-        primary_metric="w2",
-    )
-
-
-class FrozenSolver(wgfbench.Solver):
-    name = "toy-frozen"
-
-    def solve(self, problem, ctx):
-        x = ctx.to(problem.initial.sample(10, ctx.cpu_generator))
-        return Trajectory([ParticleSnapshot(t, x) for t in problem.times])
 
 
 def plugin(name: str, problems=(), solvers=(), factories=(), broken: str | None = None) -> types.ModuleType:

@@ -10,13 +10,12 @@ from importlib import metadata
 
 import pytest
 import torch
+from toy_plugins import FrozenSolver, tiny_problem
 
 import wgfbench
 from wgfbench import hookspecs
 from wgfbench.errors import DuplicateNameError, PluginError, UnknownNameError
 from wgfbench.host import Host
-from wgfbench.references import DistributionPath, Gaussian
-from wgfbench.trajectory import ParticleSnapshot, Trajectory
 
 BUILTIN_PLUGINS = {
     "fokker-planck",
@@ -26,29 +25,6 @@ BUILTIN_PLUGINS = {
     "reference",
     "langevin",
 }
-
-
-def _tiny_problem(name: str = "toy/gauss-1d") -> wgfbench.Problem:
-    law = Gaussian([0.0], [[1.0]])
-    return wgfbench.Problem(
-        name=name,
-        family=name.split("/")[0],
-        dim=1,
-        energy=wgfbench.Energy([wgfbench.Entropy()]),
-        initial=law,
-        times=(0.0, 1.0),
-        dt=0.1,
-        references={"pde": DistributionPath(lambda t: law, dim=1)},
-        primary_metric="w2",
-    )
-
-
-class FrozenSolver(wgfbench.Solver):
-    name = "toy-frozen"
-
-    def solve(self, problem, ctx):
-        x = ctx.to(problem.initial.sample(10, ctx.cpu_generator))
-        return Trajectory([ParticleSnapshot(t, x) for t in problem.times])
 
 
 def _plugin(name: str, problems=(), solvers=()) -> types.ModuleType:
@@ -84,7 +60,7 @@ def test_builtins_come_through_entry_points():
 
 
 def test_direct_plugins_register_problems_and_solvers():
-    host = Host(entry_points=False, plugins=[_plugin("toyplug", [_tiny_problem()], [FrozenSolver])])
+    host = Host(entry_points=False, plugins=[_plugin("toyplug", [tiny_problem()], [FrozenSolver])])
     assert list(host.problems) == ["toy/gauss-1d"]
     assert list(host.solvers) == ["toy-frozen"]
     assert host.problems.entry("toy/gauss-1d").plugin.name == "toyplug"
@@ -98,10 +74,8 @@ class OtherFrozenSolver(FrozenSolver):
 
 
 def test_duplicate_names_keep_the_first_and_are_the_second_plugins_failure():
-    a = _plugin("plugin_a", [_tiny_problem()], [FrozenSolver])
-    b = _plugin(
-        "plugin_b", [_tiny_problem(), _tiny_problem("toy/other-1d")], [FrozenSolver, OtherFrozenSolver]
-    )
+    a = _plugin("plugin_a", [tiny_problem()], [FrozenSolver])
+    b = _plugin("plugin_b", [tiny_problem(), tiny_problem("toy/other-1d")], [FrozenSolver, OtherFrozenSolver])
     host = Host(entry_points=False, plugins=[a, b])
     first = host.problems.entry("toy/gauss-1d").plugin.name  # the plugin collected first
     second = ({"plugin_a", "plugin_b"} - {first}).pop()
@@ -130,7 +104,7 @@ def test_failed_plugins_are_named_when_one_of_their_names_is_unknown():
         raise ImportError("needs a missing package")
 
     bad.wgfbench_register_solvers = wgfbench_register_solvers
-    host = Host(entry_points=False, plugins=[bad, _plugin("good", [_tiny_problem()], [FrozenSolver])])
+    host = Host(entry_points=False, plugins=[bad, _plugin("good", [tiny_problem()], [FrozenSolver])])
     note = host.failure_note("solver")
     assert "Plugin 'bad' failed to register its solvers (ImportError: needs a missing package)" in note
     assert host.failure_note("problem") == ""
@@ -144,7 +118,7 @@ def test_a_broken_problem_factory_is_a_plugin_error_naming_problem_and_plugin():
         raise RuntimeError("reference data missing")
 
     def misnamed():
-        return _tiny_problem("toy/other-1d")
+        return tiny_problem("toy/other-1d")
 
     module = types.ModuleType("factories")
 
@@ -177,7 +151,7 @@ def test_disabling_an_unknown_plugin_warns_and_is_recorded_with_close_matches(mo
 
 
 def test_failing_plugin_is_reported_and_others_still_load():
-    good = _plugin("good", [_tiny_problem()])
+    good = _plugin("good", [tiny_problem()])
     bad = types.ModuleType("bad")
 
     @wgfbench.hookimpl
@@ -229,7 +203,7 @@ def test_misspelt_hook_fails_check_pending():
 
 
 def test_unknown_names_suggest_close_matches():
-    host = Host(entry_points=False, plugins=[_plugin("p", [_tiny_problem()], [FrozenSolver])])
+    host = Host(entry_points=False, plugins=[_plugin("p", [tiny_problem()], [FrozenSolver])])
     with pytest.raises(UnknownNameError, match="toy/gauss-1d"):
         wgfbench.get_problem("toy/gaus-1d", host=host)
     with pytest.raises(UnknownNameError, match="toy-frozen"):

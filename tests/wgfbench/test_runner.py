@@ -17,6 +17,7 @@ import pandas as pd
 import pydantic
 import pytest
 import torch
+from campaign_plugins import burn
 
 import wgfbench
 from wgfbench import runner, store
@@ -140,13 +141,6 @@ class ReturnsNaN(ExactSampler):
         traj = super().solve(problem, ctx)
         traj.snapshots[-1].x[0, 0] = float("nan")
         return traj
-
-
-def burn(seconds: float) -> None:
-    """Busy-wait ``seconds`` of this process's CPU time."""
-    end = time.process_time() + seconds
-    while time.process_time() < end:
-        pass
 
 
 class CooperativeOverrun(ExactSampler):
