@@ -35,6 +35,7 @@ from wgfbench.host import Host, default_host
 from wgfbench.metrics.cache import FLOOR_SCHEME, FloorCache
 from wgfbench.metrics.distances import N_PROJECTIONS
 from wgfbench.metrics.scorer import SCORING_VERSION
+from wgfbench.rundir import Manifest, RunDir, Session
 from wgfbench.runner.execution import CaseOutcome, CaseTask
 from wgfbench.runner.executors import CaseEvents, Executor, LocalExecutor
 from wgfbench.runner.plan import Case, Plan, Skip
@@ -161,39 +162,34 @@ def _merge_plan_entries(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[
     return {"cases": cases, "skipped": skipped + list(new["skipped"])}
 
 
-def _scoring_salt(manifest: dict[str, Any], given: str | None = None) -> str:
-    """The scoring salt of this session of the run, recorded in ``manifest["scoring"]``.
+def _scoring_salt(manifest: Manifest, given: str | None = None) -> str:
+    """The scoring salt of this session of the run, recorded in ``manifest.scoring``.
 
     Every session (a new run, or each ``--resume``) draws a fresh salt
     (:func:`wgfbench.seeding.new_scoring_salt`) and records only its SHA-256 while cases run; the
     salt enters the manifest when the session stops (completed, interrupted or failed), so no
     solver can read it from the run directory, and every score can be recomputed afterwards.
-    Earlier sessions' salts move to ``scoring["sessions"]`` (a salt of a session killed outright,
+    Earlier sessions' salts move to ``scoring.sessions`` (a salt of a session killed outright,
     never revealed, stays ``None`` there); each case records the digest of the salt that scored it
     (``score_salt_sha256`` in ``cases.parquet``). A ``given`` salt (``--reproduce-salt``, to
     reproduce an earlier run's scores) is used as is and the manifest marks it ``reproduced``.
     """
-    scoring = manifest.setdefault("scoring", {})
-    if scoring.get("salt_sha256"):
-        previous = {"salt_sha256": scoring["salt_sha256"], "salt": scoring.get("salt")}
-        scoring.setdefault("sessions", []).append(previous)
+    scoring = manifest.scoring
+    if scoring.salt_sha256:
+        scoring.sessions = [*scoring.sessions, {"salt_sha256": scoring.salt_sha256, "salt": scoring.salt}]
     if given is not None:
         if not given or len(given) > 256:
             raise ConfigError("a scoring salt is a non-empty string (the hex of manifest scoring.salt)")
         salt = given
     else:
         salt = new_scoring_salt()
-    scoring.update(
-        {
+    tier = TIERS.get(str(manifest.tier))
+    manifest.scoring = scoring.model_copy(
+        update={
             "salt": None,
             "salt_sha256": salt_digest(salt),
             "reproduced": given is not None,
             "rule": "reference draws seeded by hash(role, base_seed, problem, repetition, t, salt)",
-        }
-    )
-    tier = TIERS.get(str(manifest.get("tier")))
-    scoring.update(
-        {
             "version": SCORING_VERSION,
             "floor_scheme": FLOOR_SCHEME,
             "n_projections": N_PROJECTIONS,
@@ -262,7 +258,7 @@ def run_plan(
     every case exactly once; tier, base seed, device and dtype must match the earlier run.
     ``executor`` defaults to a :class:`LocalExecutor` (with ``floors``, the on-disk floor cache);
     ``events`` and ``on_outcome`` feed a display (the CLI's). ``salt`` reproduces the scores of an
-    earlier run (its ``manifest["scoring"]["salt"]``). ``spec`` (the campaign as a plain dict, see
+    earlier run (its ``manifest.scoring.salt``). ``spec`` (the campaign as a plain dict, see
     :class:`wgfbench.runner.spec.CampaignSpec`) is recorded so ``wgfbench rerun`` can repeat it.
     Cases run grouped by problem and repetition, so a worker's score cache builds each large
     reference draw once and shares it across solvers.
@@ -303,47 +299,43 @@ def _run_locked(
     keys = {case: case.key(host) for case in plan.cases}
     entries = _plan_entries(plan, keys)
     now = utc_now()
-    manifest: dict[str, Any]
-    if store.manifest_path(out).is_file():
-        manifest = store.read_manifest(out)
+    run = RunDir(out)
+    if run.exists:
+        manifest = run.manifest
         for name in ("tier", "base_seed", "device", "dtype", "budget"):
-            field = "budget_seconds" if name == "budget" else name
-            if manifest.get(field) != getattr(plan, name):
+            recorded = getattr(manifest, "budget_seconds" if name == "budget" else name)
+            if recorded != getattr(plan, name):
                 raise ConfigError(
-                    f"cannot resume {out}: its {name} is {manifest.get(field)!r}, this plan's is "
-                    f"{getattr(plan, name)!r}"
+                    f"cannot resume {out}: its {name} is {recorded!r}, this plan's is {getattr(plan, name)!r}"
                 )
-        entries = _merge_plan_entries(manifest.get("plan", {}), entries)
-        manifest.setdefault("resumed", []).append(now)
-        manifest["schema_version"] = store.SCHEMA_VERSION  # readers take both; new cases are v3
+        entries = _merge_plan_entries(manifest.plan, entries)
+        manifest.resumed = [*manifest.resumed, now]
+        manifest.schema_version = store.SCHEMA_VERSION  # readers take both; new cases are v3
     else:
-        manifest = {
-            "schema_version": store.SCHEMA_VERSION,
-            "run_id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{plan.tier}-{os.urandom(3).hex()}",
-            "created": now,
-        }
+        manifest = Manifest(
+            schema_version=store.SCHEMA_VERSION,
+            run_id=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{plan.tier}-{os.urandom(3).hex()}",
+            created=now,
+        )
     revision, dirty = git_state()
     command_line = shlex.join(command if command is not None else sys.argv)
-    session = {
-        "started": now,
-        "finished": None,
-        "command": command_line,
-        "git_revision": revision,
-        "git_dirty": dirty,
-        "executor": executor.describe(),
-        "spec": dict(spec) if spec is not None else None,
-        "ran": 0,
-        "interrupted": False,
-    }
-    manifest.update(
-        {
+    session = Session(
+        started=now,
+        command=command_line,
+        git_revision=revision,
+        git_dirty=dirty,
+        executor=executor.describe(),
+        spec=dict(spec) if spec is not None else None,
+    )
+    manifest = manifest.model_copy(
+        update={
             "command": command_line,
             "tier": plan.tier,
             "n_eval": get_tier(plan.tier).n_eval,
             "budget_seconds": plan.budget,
             "budget_clock": "cpu_per_thread",
             "base_seed": plan.base_seed,
-            "seeds": max(plan.seeds, int(manifest.get("seeds", 0))),
+            "seeds": max(plan.seeds, manifest.seeds if run.exists else 0),
             "device": plan.device,
             "dtype": plan.dtype,
             "plan": entries,
@@ -352,15 +344,14 @@ def _run_locked(
             "machine": machine_info(plan.device),
             "completed": None,
             "interrupted": False,
+            **({"spec": dict(spec)} if spec is not None else {}),
         }
     )
-    if spec is not None:
-        manifest["spec"] = dict(spec)
-    manifest.setdefault("sessions", []).append(session)
     salt = _scoring_salt(manifest, salt)
-    session["salt_sha256"] = manifest["scoring"]["salt_sha256"]
-    run_id = manifest["run_id"]
-    store.write_manifest(out, manifest)
+    session.salt_sha256 = manifest.scoring.salt_sha256
+    manifest.sessions = [*manifest.sessions, session]
+    run_id = manifest.run_id
+    run.write_manifest(manifest)
 
     done = store.committed_cases(out)
     todo = [
@@ -400,18 +391,18 @@ def _run_locked(
         interrupted = True
         raise
     except BaseException as exc:
-        session["error"] = f"{type(exc).__name__}: {exc}"
+        session.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        session["executor"] = executor.describe()  # after the run: a cluster's address and size
+        session.executor = executor.describe()  # after the run: a cluster's address and size
         executor.close()
-        manifest["scoring"]["salt"] = salt  # revealed once no solver of this session can run any more
-        manifest["interrupted"] = interrupted
-        session.update({"ran": ran, "interrupted": interrupted, "finished": utc_now()})
-        store.write_manifest(out, manifest)
-        store.consolidate(out)
-        manifest["completed"] = utc_now() if finished else None
-        store.write_manifest(out, manifest)
+        manifest.scoring.salt = salt  # revealed once no solver of this session can run any more
+        manifest.interrupted = interrupted
+        session.ran, session.interrupted, session.finished = ran, interrupted, utc_now()
+        run.write_manifest(manifest)
+        run.consolidate()
+        manifest.completed = utc_now() if finished else None
+        run.write_manifest(manifest)
 
     records = store.read_case_records(out)
     return RunResult(out, run_id, records, ran, reused, list(plan.skipped), interrupted)
