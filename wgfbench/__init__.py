@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from wgfbench.context import TIERS, Context, Tier
+from wgfbench.context import TIERS, Checkpoint, Context, Tier, get_tier, make_generator
+from wgfbench.contract import ContractError
 from wgfbench.energy import (
     Energy,
     Entropy,
@@ -27,21 +28,53 @@ from wgfbench.errors import (
     BudgetExceeded,
     ConfigError,
     DuplicateNameError,
+    InvalidInput,
     NonFiniteOutput,
+    PluginError,
     UnknownNameError,
     WgfbenchError,
 )
-from wgfbench.hookspecs import hookimpl
+from wgfbench.hookspecs import hookimpl as _hookimpl
 from wgfbench.host import Host, default_host
-from wgfbench.problem import Box, InitialFamily, Mobility, Problem, ProblemView, solver_is_running
-from wgfbench.references import Distribution, Gaussian, GaussianMixture, JKOIterates, Reference
-from wgfbench.solver import Solver, SolverConfig
+from wgfbench.problem import (
+    Box,
+    InitialFamily,
+    InitialFamilyView,
+    Mobility,
+    Problem,
+    ProblemLike,
+    ProblemView,
+    solver_is_running,
+)
+from wgfbench.references import (
+    Distribution,
+    DistributionPath,
+    Gaussian,
+    GaussianMixture,
+    JKOIterates,
+    Reference,
+    Stationary,
+    jko_step_count,
+)
+from wgfbench.seeding import seed_from
+from wgfbench.solver import Solver, SolverConfig, Support, equal_steps, step_ends, support_reason
 from wgfbench.trajectory import GridSnapshot, ParticleSnapshot, StepRecord, Trajectory
 
-try:
-    __version__ = version("wgfbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+hookimpl = _hookimpl
+"""The decorator that marks a plugin's hook functions (pluggy's ``HookimplMarker`` of the
+``wgfbench`` project): ``@wgfbench.hookimpl def wgfbench_register_solvers(registry): ...``;
+the hooks are the ``wgfbench_register_*`` specs of :mod:`wgfbench.hookspecs`."""
+
+
+def _installed_version() -> str:
+    try:
+        return version("wgfbench")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+__version__: str = _installed_version()
+"""The installed wgfbench version (``"0+unknown"`` in a source tree that is not installed)."""
 
 _problem_cache: dict[tuple[int, str], Problem] = {}
 
@@ -80,9 +113,12 @@ __all__ = [
     "TIERS",
     "Box",
     "BudgetExceeded",
+    "Checkpoint",
     "ConfigError",
     "Context",
+    "ContractError",
     "Distribution",
+    "DistributionPath",
     "DuplicateNameError",
     "Energy",
     "Entropy",
@@ -91,28 +127,41 @@ __all__ = [
     "GridSnapshot",
     "Host",
     "InitialFamily",
+    "InitialFamilyView",
     "Interaction",
+    "InvalidInput",
     "JKOIterates",
     "Mobility",
     "Newtonian",
     "NonFiniteOutput",
     "ParticleSnapshot",
+    "PluginError",
     "Potential",
     "PowerInternal",
     "PowerLaw",
     "Problem",
+    "ProblemLike",
     "ProblemView",
     "Quadratic",
     "Reference",
     "Solver",
     "SolverConfig",
+    "Stationary",
     "StepRecord",
+    "Support",
     "Tier",
     "Trajectory",
     "UnknownNameError",
     "WgfbenchError",
     "__version__",
+    "equal_steps",
     "get_problem",
     "get_solver",
+    "get_tier",
     "hookimpl",
+    "jko_step_count",
+    "make_generator",
+    "seed_from",
+    "step_ends",
+    "support_reason",
 ]

@@ -66,9 +66,13 @@ TIERS: dict[str, Tier] = {
         n_output=400_000,
     ),
 }
+"""The tiers by name: ``smoke`` (seconds per case, CI), ``quick`` (≤ 3 min per case on 2 CPU
+cores) and ``large`` (a GPU, checkpointed). A solver's ``presets`` are keyed by these names."""
 
 
 def get_tier(name: str) -> Tier:
+    """The :class:`Tier` called ``name``; :class:`~wgfbench.errors.UnknownNameError` (with the
+    closest tier names) when there is none."""
     try:
         return TIERS[name]
     except KeyError:
@@ -176,11 +180,19 @@ class Context:
             )
 
     def randn(self, *shape: int) -> torch.Tensor:
-        """Standard normal draws on the context's device and dtype, from its generator."""
+        r"""``shape`` standard normal draws :math:`\xi\sim\mathcal N(0, 1)` on the context's device
+        and dtype, from ``generator`` (e.g. the noise of a Langevin step: ``ctx.randn(n, d)``)."""
         return torch.randn(*shape, generator=self.generator, device=self.device, dtype=self.dtype)
 
+    def rand(self, *shape: int) -> torch.Tensor:
+        """``shape`` uniform draws on :math:`[0, 1)` on the context's device and dtype, from
+        ``generator``."""
+        return torch.rand(*shape, generator=self.generator, device=self.device, dtype=self.dtype)
+
     def to(self, x: torch.Tensor) -> torch.Tensor:
-        """Move a (float64, CPU) reference tensor to the context's device and dtype."""
+        """``x`` on the context's device and dtype. Problem laws compute in float64 on the CPU:
+        ``ctx.to(problem.initial.sample(n, ctx.cpu_generator))`` draws a solver's initial particles
+        reproducibly on any device."""
         return x.to(device=self.device, dtype=self.dtype)
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -339,6 +351,10 @@ def cpu_clock() -> float:
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``: draws from it are reproducible,
+    unlike torch's global RNG. For a solver's own extra streams (training batches, an initial
+    family's members), seed it from a fixed label, e.g. ``make_generator(seed_from("my-solver/
+    train", config.train_seed))``, never from global state."""
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen

@@ -4,7 +4,10 @@ Built-in plugins come through the entry-point group like any third-party one; no
 registered privately. ``WGFBENCH_DISABLE_PLUGINS`` (a comma list of entry-point names) blocks
 plugins; a plugin that fails to import or to register is recorded by name with its error and the
 others still load. A solver or problem name registered by two plugins keeps the first registration
-and is recorded as a failure of the second; a disabled name that no plugin has is recorded (and
+and is recorded as a failure of the second; an item that breaks a registration rule of
+:mod:`wgfbench.contract` (a name with capitals or glob characters, presets for a misspelt tier, …)
+is left out and recorded as its plugin's failure, with the rule named, while the plugin's other
+items register; a disabled name that no plugin has is recorded (and
 warned about) with the close matches, since the plugin meant is then still loaded.
 """
 
@@ -31,8 +34,10 @@ DISABLE_ENV = "WGFBENCH_DISABLE_PLUGINS"
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that could not be loaded, whose hook raised, or that registered a name another
-    plugin already had; also a disabled name that no plugin has (``stage`` ``"disable"``)."""
+    """A plugin that could not be loaded, whose hook raised, that registered a name another
+    plugin already had or an item that breaks a rule of the contract
+    (:class:`~wgfbench.contract.ContractError`, left out); also a disabled name that no plugin
+    has (``stage`` ``"disable"``)."""
 
     plugin: str
     stage: str  # "import", the hook name, or "disable"
@@ -186,8 +191,9 @@ class Host:
         hook = getattr(self.pm.hook, hook_name)
         # Called one plugin at a time (not hook(...)) so that a failing plugin is isolated and
         # every registered item carries the plugin that provided it. A solver or problem name that
-        # another plugin registered first is kept from the first and recorded as this plugin's
-        # failure (``keep_first``); the metric registry raises on a clash, which is caught here.
+        # another plugin registered first is kept from the first, and an item that breaks a
+        # contract rule is left out; both are recorded as this plugin's failures (``keep_first``)
+        # and its other items still register. The metric registry raises on a clash, caught here.
         keeps_first = isinstance(registry, ProblemRegistry | SolverRegistry)
         for impl in reversed(hook.get_hookimpls()):
             registry.current_plugin = self._info[impl.plugin_name]

@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from wgfbench.contract import ContractError, check_problem
 from wgfbench.energy import Energy
 from wgfbench.references import Distribution, JKOIterates, Reference
 
@@ -74,22 +75,40 @@ class Mobility:
 
 @dataclass(frozen=True)
 class Box:
-    """An axis-aligned box ``[low, high]`` for grid solvers (no-flux boundary)."""
+    r"""An axis-aligned box :math:`[\mathrm{low}_1,\mathrm{high}_1]\times\dots\times
+    [\mathrm{low}_d,\mathrm{high}_d]`: the grid of grid solvers, and for ``wall=True`` the domain.
+
+    ``wall`` says what the box is:
+
+    * ``True``: the problem is posed on the box with a no-flux (reflecting) boundary,
+      :math:`\rho\,M(\rho)\nabla\frac{\delta\mathcal E}{\delta\rho}\cdot n = 0` on its faces
+      (e.g. ``fokker-planck/box-1d`` on :math:`[0,1]`). Mass never leaves it, the law may be
+      positive up to its faces, and every solver must respect the walls: particles are reflected
+      back (or kept in), grid schemes close the box; a solver that cannot declines the problem in
+      ``supports``, naming the wall.
+    * ``False`` (default): the flow lives on :math:`\mathbb R^d` and the box is a computational
+      window where the law has negligible mass at every snapshot (Gaussians are cut at ±7σ),
+      for grid solvers and plots; particle solvers ignore it.
+    """
 
     low: tuple[float, ...]
     high: tuple[float, ...]
+    wall: bool = False
 
     def __post_init__(self) -> None:
         if len(self.low) != len(self.high) or any(h <= l for l, h in zip(self.low, self.high, strict=True)):
             raise ValueError(f"invalid box: low={self.low}, high={self.high}")
+        if not isinstance(self.wall, bool):
+            raise ValueError(f"Box.wall must be True or False, got {self.wall!r}")
 
     @property
     def dim(self) -> int:
         return len(self.low)
 
     @classmethod
-    def cube(cls, half_width: float, dim: int, centre: float = 0.0) -> Box:
-        return cls((centre - half_width,) * dim, (centre + half_width,) * dim)
+    def cube(cls, half_width: float, dim: int, centre: float = 0.0, wall: bool = False) -> Box:
+        """The cube :math:`[c-h, c+h]^d` with ``c = centre``, ``h = half_width``, ``d = dim``."""
+        return cls((centre - half_width,) * dim, (centre + half_width,) * dim, wall)
 
 
 @dataclass(frozen=True)
@@ -117,7 +136,7 @@ _TOKENS = itertools.count()
 
 
 class _InitialLaws:
-    """``draw(generator) -> Distribution``: the :math:`\rho_0` of a family member. Holds a token
+    r"""``draw(generator) -> Distribution``: the :math:`\rho_0` of a family member. Holds a token
     of the member factory, never the factory; the member's reference is dropped before anything is
     returned."""
 
@@ -134,7 +153,7 @@ class _InitialLaws:
 
 @dataclass(frozen=True)
 class InitialFamilyView:
-    """An :class:`InitialFamily` as solvers see it: ``draw(generator)`` returns a member's
+    r"""An :class:`InitialFamily` as solvers see it: ``draw(generator)`` returns a member's
     :math:`\rho_0` only (operator-learning solvers train on these; the references stay with
     the scorer)."""
 
@@ -144,13 +163,20 @@ class InitialFamilyView:
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """A benchmark problem (see ``DESIGN.md``, "Contracts").
+    """A benchmark problem: one Wasserstein gradient flow (module docstring) and the references
+    it is scored against. Construction enforces the rules of :mod:`wgfbench.contract`
+    (:func:`~wgfbench.contract.check_problem`: lower-case ``family/id`` name, times, ``dt`` no
+    larger than a snapshot gap, typed energy, references, …) and raises
+    :class:`~wgfbench.contract.ContractError` naming the rule broken.
 
     ``references`` maps a role to a reference: ``"pde"`` (the solution in time; also
     ``problem.reference``) and, where known, ``"jko"`` (:class:`~wgfbench.references.JKOIterates`).
     ``primary_metric`` ranks solvers on this problem; ``rel_error`` divides it by the same metric
     between :math:`\\rho_0` and the reference at ``t``. ``version`` is bumped whenever the physics
-    or the reference changes, which invalidates cached results.
+    or the reference changes, which invalidates cached results. ``times`` are the snapshot times
+    (``times[0] == 0`` is :math:`\\rho_0`) and ``dt`` the recommended step, at most the smallest
+    gap between them. ``box`` is the grid solvers' box; ``box.wall`` (also ``has_walls``) says
+    whether it is a no-flux wall every solver must respect or only a window (:class:`Box`).
     """
 
     name: str
@@ -169,27 +195,14 @@ class Problem:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not self.name.startswith(f"{self.family}/"):
-            raise ValueError(f"problem name {self.name!r} must start with its family {self.family!r}/")
-        times = tuple(float(t) for t in self.times)
+        try:
+            times = tuple(float(t) for t in self.times)
+        except (TypeError, ValueError):
+            raise ContractError(
+                "snapshot times", f"{self.name}: times must be numbers, got {self.times!r}"
+            ) from None
         object.__setattr__(self, "times", times)
-        if not times or times[0] != 0.0 or any(b <= a for a, b in itertools.pairwise(times)):
-            raise ValueError(f"{self.name}: times must start at 0 and increase, got {times}")
-        if "pde" not in self.references or not isinstance(self.references["pde"], Reference):
-            raise ValueError(f"{self.name}: references needs a 'pde' Reference")
-        if "jko" in self.references and not isinstance(self.references["jko"], JKOIterates):
-            raise ValueError(f"{self.name}: the 'jko' reference must be JKOIterates")
-        stationary = self.references.get(STATIONARY_ROLE)
-        if stationary is not None and getattr(stationary, "kind", None) != "stationary":
-            raise ValueError(f"{self.name}: references['stationary'] must be a Stationary reference")
-        if self.primary_metric not in (primaries := primary_metrics()):
-            raise ValueError(f"{self.name}: primary_metric must be one of {primaries}")
-        if self.initial.dim != self.dim or self.reference.dim != self.dim:
-            raise ValueError(f"{self.name}: initial and reference must live in dimension {self.dim}")
-        if self.box is not None and self.box.dim != self.dim:
-            raise ValueError(f"{self.name}: box dimension {self.box.dim} != {self.dim}")
-        if not self.dt > 0:
-            raise ValueError(f"{self.name}: dt must be positive")
+        check_problem(self)
         self._name_references()
 
     def _name_references(self) -> None:
@@ -217,6 +230,12 @@ class Problem:
     @property
     def final_time(self) -> float:
         return self.times[-1]
+
+    @property
+    def has_walls(self) -> bool:
+        """Whether the problem is posed on ``box`` with no-flux walls that solvers must respect
+        (``box.wall``; :class:`Box`)."""
+        return self.box is not None and self.box.wall
 
     @property
     def stationary(self) -> Reference | None:
@@ -249,7 +268,9 @@ class ProblemView:
     """A :class:`Problem` without its references: what ``Solver.prepare`` and ``Solver.solve``
     receive. Same field names as the problem, so solver code reads ``problem.energy``,
     ``problem.initial``, ``problem.times`` … either way; ``references``, ``reference``, ``jko``
-    and the primary metric are absent, and ``initial_family`` is an :class:`InitialFamilyView`."""
+    and the primary metric are absent, and ``initial_family`` is an :class:`InitialFamilyView`.
+    ``box.wall`` / ``has_walls`` tell a solver whether the box is a no-flux wall it must respect
+    (:class:`Box`)."""
 
     name: str
     family: str
@@ -267,6 +288,12 @@ class ProblemView:
     @property
     def final_time(self) -> float:
         return self.times[-1]
+
+    @property
+    def has_walls(self) -> bool:
+        """Whether the problem is posed on ``box`` with no-flux walls that solvers must respect
+        (``box.wall``; :class:`Box`)."""
+        return self.box is not None and self.box.wall
 
     def view(self) -> ProblemView:
         return self

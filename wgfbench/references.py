@@ -72,7 +72,10 @@ class Distribution(ABC):
 
 
 class Gaussian(Distribution):
-    r""":math:`\mathcal N(m, \Sigma)`."""
+    r"""The Gaussian law :math:`\mathcal N(m, \Sigma)` on :math:`\mathbb R^d`: ``mean`` :math:`m`
+    (d,) and positive definite ``cov`` :math:`\Sigma` (d, d), any array-like (stored in float64).
+    Sampled as :math:`m + L\xi` with :math:`LL^\top=\Sigma` (Cholesky), :math:`\xi\sim\mathcal
+    N(0, I)`; ``log_density``, ``mean()`` and ``cov()`` in closed form."""
 
     def __init__(self, mean, cov):
         self._mean = as_tensor(mean).reshape(-1)
@@ -107,7 +110,9 @@ class Gaussian(Distribution):
 
 
 class GaussianMixture(Distribution):
-    r""":math:`\sum_k w_k\,\mathcal N(m_k, \Sigma_k)`; ``means`` (K, d), ``covs`` (K, d, d)."""
+    r"""The Gaussian mixture :math:`\sum_k w_k\,\mathcal N(m_k, \Sigma_k)`: ``weights`` (K,)
+    non-negative with sum 1, ``means`` (K, d), ``covs`` (K, d, d); samples, density, mean and
+    covariance in closed form."""
 
     def __init__(self, weights, means, covs):
         self.weights = as_tensor(weights).reshape(-1)
@@ -299,7 +304,16 @@ class Reference(ABC):
 
 
 class DistributionPath(Reference):
-    """An exact reference given by a distribution-valued function of time ``t -> Distribution``."""
+    r"""An exact, time-dependent reference :math:`t\mapsto\rho(t)` given in closed form: ``at(t)``
+    returns the :class:`Distribution` :math:`\rho(t)` at elapsed time ``t >= 0`` (``at(0)`` is
+    :math:`\rho_0`), and ``sample``, ``log_density``, ``mean`` and ``cov`` at ``t`` are those of
+    ``at(t)``. ``dim`` is the dimension; ``energy``, when given, is the closed-form free energy
+    :math:`t\mapsto\mathcal E(\rho(t))` (``None``: unknown). Kind ``"exact"``.
+
+    E.g. the Ornstein–Uhlenbeck flow :math:`\partial_t\rho=\nabla\cdot(\rho\nabla V)+\Delta\rho`,
+    :math:`V=\tfrac a2|x|^2`, from :math:`\mathcal N(m_0,s_0 I)` in 1-D is
+    ``DistributionPath(lambda t: Gaussian([m0 * exp(-a t)], [[s0 exp(-2at) + (1 - exp(-2at)) / a]]), 1)``.
+    """
 
     kind: ClassVar[ReferenceKind] = "exact"
 
@@ -328,7 +342,10 @@ class DistributionPath(Reference):
 
 
 class Stationary(Reference):
-    """Only :math:`\\rho_\\infty` is known: ``sample``/``log_density`` ignore ``t``.
+    """The stationary law :math:`\\rho_\\infty = \\lim_{t\\to\\infty}\\rho(t)` as a reference (kind
+    ``"stationary"``): ``law`` is its :class:`Distribution`, and ``sample``/``log_density``/
+    ``mean``/``cov`` ignore ``t``. A problem's ``references["stationary"]``, or its ``"pde"``
+    reference where only the end state is known (then scored at the final snapshot).
 
     ``energy_inf`` is the minimal energy :math:`\\mathcal E(\\rho_\\infty)` when known.
     """

@@ -1,4 +1,8 @@
-"""Registries handed to the ``wgfbench_register_*`` hooks, recording which plugin provided what."""
+"""Registries handed to the ``wgfbench_register_*`` hooks, recording which plugin provided what.
+
+``add`` enforces the registration rules of :mod:`wgfbench.contract` (names, presets, …): a
+violation raises :class:`~wgfbench.contract.ContractError` naming the rule, or, while the host
+collects plugins, is recorded as the plugin's failure and the item is left out."""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from wgfbench.errors import DuplicateNameError, PluginError, UnknownNameError
+from wgfbench.contract import ContractError, check_problem_name, check_solver_class
+from wgfbench.errors import DuplicateNameError, PluginError, UnknownNameError, WgfbenchError
 
 T = TypeVar("T")
 
@@ -38,25 +43,40 @@ class Registered(Generic[T]):
 class _Registry(Generic[T]):
     """Items by name, each with the plugin that registered it.
 
-    A name registered twice raises :class:`DuplicateNameError`, except while the host collects
-    plugins (``keep_first``): then the first registration is kept, the error is appended to
-    ``rejected`` (the host records it as the second plugin's failure) and the hook goes on, so one
-    clash neither sinks the host nor drops the plugin's other items. ``note`` is appended to the
-    :class:`UnknownNameError` of :meth:`entry` (the host sets it to the plugins that failed to load,
-    whose items are missing).
+    A name registered twice raises :class:`DuplicateNameError`, and an item that breaks a rule of
+    the contract :class:`~wgfbench.contract.ContractError`, except while the host collects
+    plugins (``keep_first``): then the first registration is kept (the offending item is left
+    out), the error is appended to ``rejected`` (the host records it as the plugin's failure) and
+    the hook goes on, so one bad item neither sinks the host nor drops the plugin's other items.
+    ``note`` is appended to the :class:`UnknownNameError` of :meth:`entry` (the host sets it to the
+    plugins that failed to load, whose items are missing).
     """
 
     kind: str
     entries: dict[str, Registered[T]] = field(default_factory=dict)
     current_plugin: PluginInfo | None = None
     keep_first: bool = False
-    rejected: list[DuplicateNameError] = field(default_factory=list)
+    rejected: list[WgfbenchError] = field(default_factory=list)
     note: str = ""
 
+    def _reject(self, error: WgfbenchError) -> None:
+        """Raise ``error``, or record it in ``rejected`` while the host collects (``keep_first``)."""
+        if not self.keep_first:
+            raise error
+        self.rejected.append(error)
+
+    def _check(self, name: str, item: T) -> None:
+        """The registration rules of :mod:`wgfbench.contract` for ``item`` registered as ``name``
+        (raises :class:`~wgfbench.contract.ContractError`); each kind of registry supplies its own."""
+        raise NotImplementedError
+
     def _add(self, name: str, item: T) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a {self.kind} must be registered with a non-empty string name")
         plugin = self.current_plugin or PluginInfo(name="<direct>", module="<direct>")
+        try:
+            self._check(name, item)
+        except ContractError as exc:
+            self._reject(ContractError(exc.rule, f"{exc.detail} ({self.kind} not registered)"))
+            return
         if name in self.entries:
             other = self.entries[name].plugin
             error = DuplicateNameError(
@@ -64,9 +84,7 @@ class _Registry(Generic[T]):
                 f"the first ({other.name}'s) is kept. Disable one with "
                 f"WGFBENCH_DISABLE_PLUGINS={plugin.name} (or {other.name})."
             )
-            if not self.keep_first:
-                raise error
-            self.rejected.append(error)
+            self._reject(error)
             return
         self.entries[name] = Registered(name, self._wrap(name, item, plugin), plugin)
 
@@ -136,6 +154,9 @@ class ProblemRegistry(_Registry[Any]):
                 raise ValueError("registry.add(factory) needs name=...: a factory has no .name")
         self._add(name, problem)
 
+    def _check(self, name: str, item: Any) -> None:
+        check_problem_name(name)
+
     def _wrap(self, name: str, item: Any, plugin: PluginInfo) -> Any:
         from wgfbench.problem import Problem
 
@@ -149,12 +170,11 @@ class SolverRegistry(_Registry[type]):
         super().__init__(kind="solver")
 
     def add(self, solver_cls: type) -> None:
-        from wgfbench.solver import ROLES, Solver
+        from wgfbench.solver import Solver
 
         if not (isinstance(solver_cls, type) and issubclass(solver_cls, Solver)):
             raise TypeError(f"registry.add expects a Solver subclass, got {solver_cls!r}")
-        if solver_cls.role not in ROLES:
-            raise ValueError(
-                f"solver {solver_cls.name!r} has role {solver_cls.role!r}; roles: {', '.join(ROLES)}"
-            )
-        self._add(solver_cls.name, solver_cls)
+        self._add(getattr(solver_cls, "name", None), solver_cls)  # type: ignore[arg-type]
+
+    def _check(self, name: str, item: type) -> None:
+        check_solver_class(item)

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import pydantic
-import torch
 
 from wgfbench.context import TIERS, Context
+from wgfbench.contract import check_known_tiers
 from wgfbench.errors import ConfigError
 from wgfbench.problem import Problem, ProblemLike
 from wgfbench.trajectory import Trajectory
@@ -28,7 +28,9 @@ class SolverConfig(pydantic.BaseModel):
 
 
 Support = bool | str
-"""``supports`` returns ``True``, or a string saying why the problem is not supported."""
+"""What ``Solver.supports(problem)`` returns: ``True`` when the solver runs the problem, else a
+string saying why not (the plan lists the pair as skipped with it), e.g. ``"the problem is posed
+on its box with no-flux walls (problem.box.wall): …"``. :func:`support_reason` reads it."""
 
 Role = Literal["solver", "baseline", "calibration"]
 """What a row of the leaderboard is: a ``solver`` of the PDE (ranked; sees only the problem's
@@ -47,13 +49,25 @@ def _format_validation_error(solver: str, exc: pydantic.ValidationError) -> str:
     return f"invalid config for solver {solver!r}: " + "; ".join(parts)
 
 
+def _config_from(solver_cls: type[Solver], values: Mapping[str, Any]) -> SolverConfig:
+    """``solver_cls.Config(**values)``, a pydantic failure turned into a :class:`ConfigError`
+    naming the solver and each bad field."""
+    try:
+        return solver_cls.Config(**values)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_format_validation_error(solver_cls.name, exc)) from None
+
+
 class Solver(ABC):
     """A WGF solver plugin.
 
     Class attributes: ``name`` (registry name), ``citation`` (BibTeX), ``Config`` (a
     :class:`SolverConfig` subclass), ``presets`` (tier name → field overrides) and ``role``
     (:data:`Role`; leave it ``"solver"``). Instances hold a validated ``config``; build them with
-    ``Solver.for_tier(tier, **overrides)``.
+    ``Solver.for_tier(tier, **overrides)``. ``registry.add`` checks the class against the rules of
+    :func:`wgfbench.contract.check_solver_class`: a lower-case ``name`` without glob characters,
+    a known role, a :class:`SolverConfig`, presets only for tiers of ``TIERS`` and each a valid
+    config.
 
     ``prepare`` does the offline work (training, fitting; charged as prepare time) and ``solve``
     integrates the flow from ``problem.initial`` to ``problem.times[-1]``, returning a
@@ -72,10 +86,7 @@ class Solver(ABC):
         if config is None:
             config = {}
         if isinstance(config, Mapping):
-            try:
-                config = self.Config(**config)
-            except pydantic.ValidationError as exc:
-                raise ConfigError(_format_validation_error(self.name, exc)) from None
+            config = _config_from(type(self), config)
         elif not isinstance(config, self.Config):
             raise ConfigError(
                 f"solver {self.name!r} expects a {self.Config.__name__}, got {type(config).__name__}"
@@ -84,9 +95,14 @@ class Solver(ABC):
 
     @classmethod
     def for_tier(cls, tier: str, **overrides: Any) -> Solver:
-        """The solver configured with ``presets[tier]`` updated by ``overrides``."""
+        """The solver configured with ``presets[tier]`` updated by ``overrides``.
+
+        Raises :class:`ConfigError` for an unknown ``tier`` and
+        :class:`~wgfbench.contract.ContractError` (rule ``known tiers``) when ``presets`` has a key
+        that is no tier, which would otherwise be silently ignored."""
         if tier not in TIERS:
             raise ConfigError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}")
+        check_known_tiers(cls)
         return cls({**cls.presets.get(tier, {}), **overrides})
 
     def supports(self, problem: ProblemLike) -> Support:
@@ -122,17 +138,21 @@ def problem_as_seen_by(solver: Solver, problem: Problem) -> ProblemLike:
 
 
 def equal_steps(interval: float, dt_bound: float) -> tuple[int, float]:
-    """``(k, interval / k)`` with ``k`` the fewest equal steps no longer than ``dt_bound``
-    (1e-9 relative slack): solvers cut each interval between snapshot times this way, so every
-    snapshot is reached exactly and no tiny final step is left over."""
+    r"""``(k, interval / k)`` with :math:`k = \max(1, \lceil \mathrm{interval}/\mathrm{dt\_bound}
+    \rceil)` the fewest equal steps no longer than ``dt_bound`` (1e-9 relative slack): solvers
+    cut each interval between snapshot times this way, so every snapshot is reached exactly and no
+    tiny final step is left over. ``equal_steps(0.25, 0.1) == (3, 0.08333…)``."""
     k = max(1, math.ceil(interval / dt_bound - 1e-9))
     return k, interval / k
 
 
 def step_ends(times: tuple[float, ...], dt_bound: float) -> list[float]:
-    """End times of a solver's steps: each interval between snapshot times cut by
-    :func:`equal_steps` into the fewest equal steps no longer than ``dt_bound``, so every
-    snapshot time is an end time and is hit exactly."""
+    r"""End times of a solver's steps from ``times[0]`` to ``times[-1]``: each interval
+    :math:`[t_i, t_{i+1}]` between snapshot times cut by :func:`equal_steps` into :math:`k_i`
+    equal steps no longer than ``dt_bound``, ending at :math:`t_i + (t_{i+1}-t_i)\,j/k_i`,
+    :math:`j = 1..k_i`; every snapshot time is an end time and is hit exactly (no accumulated
+    round-off). ``step_ends((0, 0.1, 0.25), 0.1) == [0.1, 0.175, 0.25]``; with
+    ``dt_bound = problem.dt`` this is a solver's default schedule."""
     ends: list[float] = []
     for a, b in itertools.pairwise(times):
         k, _ = equal_steps(b - a, dt_bound)
@@ -141,22 +161,9 @@ def step_ends(times: tuple[float, ...], dt_bound: float) -> list[float]:
     return ends
 
 
-def confined_to_box(problem: ProblemLike, n: int = 2000, margin: float = 0.05, share: float = 0.01) -> bool:
-    """True when more than ``share`` of ``n`` samples of ρ0 (fixed CPU generator) lie within
-    ``margin`` × the box width of one of its walls: the box is then a physical domain with no-flux
-    walls (e.g. ``fokker-planck/box-1d``), not just a computational window around the mass."""
-    if problem.box is None:
-        return False
-    x = problem.initial.sample(n, torch.Generator().manual_seed(0))
-    low = torch.tensor(problem.box.low, dtype=x.dtype)
-    high = torch.tensor(problem.box.high, dtype=x.dtype)
-    gap = margin * (high - low)
-    near = ((x - low) < gap) | ((high - x) < gap)
-    return bool(near.any(dim=1).double().mean() > share)
-
-
 def support_reason(result: Support) -> str | None:
-    """``None`` when supported, else the reason (a bare ``False`` gets a generic one)."""
+    """The reason in a :data:`Support` answer: ``None`` when it is ``True`` (supported), else the
+    reason string (a bare ``False`` or empty string gets ``"not supported"``)."""
     if result is True:
         return None
     return result if isinstance(result, str) and result else "not supported"

@@ -14,9 +14,9 @@ Gaussian: with :math:`\rho_0=\mathcal N(m_0,\Sigma_0)` and :math:`A` symmetric p
           \Sigma(t) = A^{-1} + e^{-At}(\Sigma_0 - A^{-1})e^{-At},
 
 the solution of :math:`\dot m = -A(m-\mu)`, :math:`\dot\Sigma = -A\Sigma - \Sigma A + 2I`
-(PROBLEMS.md, "Fokker–Planck"). By linearity a Gaussian mixture evolves component by component
-with fixed weights. For diagonal :math:`A` and :math:`\Sigma_0` the JKO iterates are exact too
-(:class:`OUJKOIterates`).
+(e.g. Risken, *The Fokker–Planck Equation*, §3.2). By linearity a Gaussian mixture evolves
+component by component with fixed weights. For diagonal :math:`A` and :math:`\Sigma_0` the JKO
+iterates are exact too (:class:`OUJKOIterates`).
 
 Problems registered here (all lazily, through factories):
 
@@ -24,8 +24,9 @@ Problems registered here (all lazily, through factories):
   (exact Gaussian path) and ``"jko"`` (exact JKO iterates); primary metric ``bures_w2``;
 * ``fokker-planck/ou-rotated-2d``: a rotated, non-diagonal :math:`A`; ``"pde"`` only;
 * ``fokker-planck/mixture-2d``: a three-component Gaussian mixture; primary metric ``sliced_w2``;
-* ``fokker-planck/box-1d``: linear potential :math:`V=-gx` on :math:`[0,1]` with no-flux walls and
-  the exact Cancès–Gallouët–Todeschi solution (:class:`BoxProfile`); primary metric ``w2``;
+* ``fokker-planck/box-1d``: linear potential :math:`V=-gx` on :math:`[0,1]` with no-flux walls
+  (``box.wall = True``: every other problem's box is only a window) and the exact
+  Cancès–Gallouët–Todeschi solution (:class:`BoxProfile`); primary metric ``w2``;
 * ``fokker-planck/four-wells-2d``: KL to a four-Gaussian mixture (Deep JKO §4.1,
   :class:`MixtureWells`); stored fv-jko reference; primary metric ``sliced_w2``.
 
@@ -142,8 +143,8 @@ def gaussian_neg_entropy(cov: Tensor) -> float:
 class OrnsteinUhlenbeck:
     r"""The flow :math:`\partial_t\rho = \nabla\cdot(\rho\nabla V) + \Delta\rho` for a :class:`QuadraticWell`.
 
-    Moments of Gaussian data (PROBLEMS.md, "Fokker–Planck"; e.g. Risken, *The Fokker–Planck
-    Equation*, §3.2), for any symmetric positive definite :math:`A`:
+    Moments of Gaussian data (e.g. Risken, *The Fokker–Planck Equation*, §3.2), for any symmetric
+    positive definite :math:`A`:
     :math:`m(t) = \mu + e^{-At}(m_0-\mu)`,
     :math:`\Sigma(t) = A^{-1} + e^{-At}(\Sigma_0-A^{-1})e^{-At}`.
     The matrix exponential is taken through the eigendecomposition :math:`A = Q\,\mathrm{diag}(a)Q^\top`
@@ -185,7 +186,8 @@ class OrnsteinUhlenbeck:
 
     def free_energy(self, mean: Tensor, cov: Tensor) -> float:
         r""":math:`\mathcal E(\mathcal N(m,\Sigma)) = \tfrac12\operatorname{tr}(A\Sigma)
-        + \tfrac12(m-\mu)^\top A(m-\mu) - \tfrac12\log((2\pi e)^d\det\Sigma)` (PROBLEMS.md)."""
+        + \tfrac12(m-\mu)^\top A(m-\mu) - \tfrac12\log((2\pi e)^d\det\Sigma)`:
+        the expected potential plus the negative entropy of the Gaussian."""
         return self.well.expected_V(mean, cov) + gaussian_neg_entropy(cov)
 
     def gaussian_path(self, m0: Tensor, cov0: Tensor) -> DistributionPath:
@@ -258,8 +260,8 @@ class OUJKOIterates(JKOIterates):
     r"""Exact JKO iterates :math:`\rho^{k+1}=\arg\min_\rho W_2^2(\rho,\rho^k)+2\tau\mathcal E(\rho)` for
     diagonal :math:`A=\mathrm{diag}(a)` and :math:`\rho^0=\mathcal N(m_0,\mathrm{diag}(\sigma_0^2))`.
 
-    The minimiser stays Gaussian and the problem separates per axis (PROBLEMS.md, "Fokker–Planck",
-    derived): minimising :math:`(m-m_k)^2+(\sigma-\sigma_k)^2+2\tau[\tfrac a2((m-\mu)^2+\sigma^2)-\log\sigma]`
+    The minimiser stays Gaussian and the problem separates per axis (derived): minimising
+    :math:`(m-m_k)^2+(\sigma-\sigma_k)^2+2\tau[\tfrac a2((m-\mu)^2+\sigma^2)-\log\sigma]`
     gives :math:`m_{k+1}-\mu = (m_k-\mu)/(1+\tau a)` and :math:`\sigma_{k+1}^2 = c^2\sigma_k^2` with
     :math:`c = \big(1+\sqrt{1+4(1+\tau a)\tau/\sigma_k^2}\big)/(2(1+\tau a))`.
     """
@@ -322,7 +324,8 @@ def gaussian_jko_path(
 
 def gaussian_box(moments: Iterable[tuple[Tensor, Tensor]], sigmas: float = BOX_SIGMAS) -> Box:
     """The smallest box (rounded outwards to 0.01) holding every Gaussian's mean ± ``sigmas``
-    marginal standard deviations (the "Gaussian truncated at ±7σ" box of DESIGN.md)."""
+    marginal standard deviations: a computational window (``wall=False``) outside which a Gaussian
+    truncated at ±7σ has negligible mass."""
     low, high = None, None
     for mean, cov in moments:
         half = sigmas * torch.sqrt(torch.diagonal(cov))
@@ -540,8 +543,8 @@ def _gauss_legendre(a: float, b: float, n_panels: int = 64, order: int = 16) -> 
 
 class BoxProfile(Distribution):
     r"""The Cancès–Gallouët–Todeschi solution of :math:`\partial_t\rho=\partial_x(\partial_x\rho-g\rho)`
-    on :math:`[0,1]` with no flux, at absolute time :math:`s>0` (``PROBLEMS.md``, "Fokker–Planck";
-    Cancès, Gallouët & Todeschi, *Numer. Math.* 146 (2020), §5):
+    on :math:`[0,1]` with no flux, at absolute time :math:`s>0` (Cancès, Gallouët & Todeschi,
+    *Numer. Math.* 146 (2020), §5):
 
     .. math:: \tilde\rho(x,s) = e^{-\alpha s+gx/2}\big(\pi\cos\pi x+\tfrac g2\sin\pi x\big)
               + \pi e^{g(x-1/2)},\qquad \alpha=\pi^2+g^2/4.
@@ -660,7 +663,7 @@ def make_box_1d() -> Problem:
         dt=BOX_DT,
         references={"pde": reference, "stationary": box_stationary()},
         primary_metric="w2",
-        box=Box((0.0,), (1.0,)),
+        box=Box((0.0,), (1.0,), wall=True),  # posed on [0, 1]: no-flux walls solvers must respect
         version=1,
         description=(
             "Fokker–Planck on [0, 1] with V = −x and no-flux walls (Cancès–Gallouët–Todeschi 2020): "

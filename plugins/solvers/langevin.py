@@ -8,10 +8,10 @@ Langevin diffusion :math:`dX = -\nabla V(X)\,dt + \sqrt2\,dW` (Jordan, Kinderleh
 .. math:: X \leftarrow X - \nabla V(X)\,\Delta t + \sqrt{2\Delta t}\,\xi, \qquad \xi\sim\mathcal N(0, I_d),
 
 at the fixed step :math:`\Delta t` (cut at the snapshot times). Its law converges weakly at order
-one in :math:`\Delta t` (Kloeden & Platen 1992, Thm 14.5.2; checked by the tests). Particles that
-leave ``problem.box`` are reflected back into it: the reflecting walls are the no-flux boundary
-of problems posed on a box (``fokker-planck/box-1d``; near a wall the weak order drops to ½), and
-for the others the box lies where the law has no mass (Gaussian problems: ±7σ).
+one in :math:`\Delta t` (Kloeden & Platen 1992, Thm 14.5.2; checked by the tests). On a problem
+posed on its box with no-flux walls (``problem.box.wall``, e.g. ``fokker-planck/box-1d``) particles
+that leave the box are reflected back into it: reflecting walls are the no-flux boundary (near a
+wall the weak order drops to ½). Any other box is only a computational window and is ignored.
 
 **Kalman–Wasserstein** (mobility ``kalman``, same energy with :math:`V=\Phi` the negative
 log-posterior). The flow :math:`\partial_t\rho = \nabla\cdot(\rho\,C(\rho)\nabla(V + \log\rho))`
@@ -136,7 +136,8 @@ class LangevinConfig(SolverConfig):
 
 def langevin_support(problem: Problem) -> Support:
     """``True`` for the diffusions this solver simulates (entropy plus potentials, Wasserstein or
-    Kalman mobility); otherwise the reason."""
+    Kalman mobility; no-flux walls, ``problem.box.wall``, for the Wasserstein mobility only);
+    otherwise the reason."""
     energy = problem.energy
     if problem.mobility.kind not in ("wasserstein", "kalman"):
         return f"Langevin particles need the Wasserstein or Kalman mobility, not {problem.mobility.kind!r}"
@@ -147,6 +148,11 @@ def langevin_support(problem: Problem) -> Support:
         return (
             "Langevin noise realises linear diffusion (internal energy Entropy) only; this problem's "
             f"internal energy is {internal}"
+        )
+    if problem.mobility.kind == "kalman" and problem.box is not None and problem.box.wall:
+        return (
+            "the ensemble Kalman sampler moves particles by the ensemble covariance and has no "
+            "reflection at the no-flux walls of this problem's box"
         )
     return True
 
@@ -395,7 +401,7 @@ class Langevin(Solver):
             raise ValueError(f"the ensemble Kalman sampler needs more than d+1={d + 1} particles, got {J}")
         grad_V = problem.energy.grad_V
         walls = None
-        if problem.box is not None and not kalman:
+        if problem.box is not None and problem.box.wall and not kalman:
             walls = (ctx.to(torch.tensor(problem.box.low)), ctx.to(torch.tensor(problem.box.high)))
         x = ctx.to(problem.initial.sample(J, ctx.cpu_generator))
         snapshots = [ParticleSnapshot(t=0.0, x=x.clone())]

@@ -5,7 +5,7 @@ r"""The 1-D Lagrangian (quantile) JKO scheme: the project's 1-D reference solver
 solver carries :math:`N` equal-mass particles :math:`x_1<\dots<x_N` at the cell-centred quantile
 levels :math:`q_i=(i-\tfrac12)\Delta q`, :math:`\Delta q=1/N` (Gosse & Toscani, SIAM J. Sci.
 Comput. 28 (2006); Blanchet, Calvez & Carrillo, SIAM J. Numer. Anal. 46 (2008); Matthes &
-Osberger, ESAIM M2AN 48 (2014)), and the discrete energy (PROBLEMS.md, "Classical JKO solvers")
+Osberger, ESAIM M2AN 48 (2014)), and the discrete energy
 
 .. math:: E_N(x) = \Delta q\sum_i V(x_i) + \frac{\Delta q^2}2\sum_{i\ne j}W(x_i-x_j)
           + \Delta q\sum_{i=1}^{N-1}\tilde U\Big(\frac{x_{i+1}-x_i}{\Delta q}\Big),
@@ -14,7 +14,8 @@ Osberger, ESAIM M2AN 48 (2014)), and the discrete energy (PROBLEMS.md, "Classica
 i.e. the density :math:`\Delta q/(x_{i+1}-x_i)` on each interval between neighbours:
 :math:`\tilde U(s)=-\log s` for the entropy, :math:`s^{1-m}/(m-1)` for :math:`U=\rho^m/(m-1)`.
 
-**Walls** (problems confined to ``problem.box`` with no flux, e.g. ``fokker-planck/box-1d``). The
+**Walls** (problems posed on ``problem.box`` with no flux, ``problem.box.wall``, e.g.
+``fokker-planck/box-1d``). The
 two boundary intervals :math:`[a,x_1]` and :math:`[x_N,b]` carry the remaining half cells of mass
 :math:`\Delta q/2` each (:math:`q_1=\Delta q/2`, :math:`1-q_N=\Delta q/2`), with density
 :math:`(\Delta q/2)/(x_1-a)` and :math:`(\Delta q/2)/(b-x_N)`; their internal energy is
@@ -25,9 +26,9 @@ two boundary intervals :math:`[a,x_1]` and :math:`[x_N,b]` carry the remaining h
 added to :math:`E_N`. The discrete density then has mass exactly one on :math:`[a,b]`, and
 :math:`\tilde U(s)\to+\infty` as :math:`s\to0` keeps every particle strictly inside the box (the
 discrete form of the no-flux condition). With ``walls="auto"`` the walls are used when the
-initial law lives on the box and has positive density at both walls (:func:`has_walls`); on
-problems whose box is only a plotting/grid box (Gaussians, compactly supported Barenblatt) there
-are none and the outer half cells are not represented (their mass is in the particles).
+problem says its box is a wall (``problem.box.wall``, :func:`has_walls`); on problems whose box
+is only a computational window (Gaussians, compactly supported Barenblatt) there are none and the
+outer half cells are not represented (their mass is in the particles).
 
 **Time step.** One JKO step with the exact 1-D Wasserstein distance between equal-mass sorted
 particles, :math:`W_2^2=\Delta q|x-x^n|^2`,
@@ -226,25 +227,10 @@ def initial_quantiles(law: Distribution, n: int, box: Box | None, panels: int = 
     return samples.reshape(n, 200).mean(axis=1)
 
 
-def has_walls(problem: Problem, ratio: float = 1e-8, probe: float = 1e-6) -> bool:
-    r"""Whether ``problem.box`` is a no-flux wall for the 1-D flow (``walls="auto"``): the initial
-    density just inside both ends of the box is at least ``ratio`` times its maximum over the box
-    (1025 points). The box of a Gaussian problem (7 standard deviations or more: relative
-    density :math:`e^{-24.5}\approx2\cdot10^{-11}`) or a compactly supported profile inside a
-    larger box (zero density at the ends) is no wall; a law that fills the box (``box-1d``) is.
-    ``probe`` is relative to the box width."""
-    box, law = problem.box, problem.initial
-    if box is None or not law.has_density:
-        return False
-    a, b = float(box.low[0]), float(box.high[0])
-    eps = probe * (b - a)
-    grid = torch.linspace(a + eps, b - eps, 1025, dtype=torch.float64).reshape(-1, 1)
-    with torch.no_grad():
-        log_rho = law.log_density(grid)
-    peak = float(log_rho.max())
-    if not math.isfinite(peak):
-        return False
-    return bool(min(float(log_rho[0]), float(log_rho[-1])) >= peak + math.log(ratio))
+def has_walls(problem: Problem) -> bool:
+    """Whether ``problem`` is posed on its box with no-flux walls (``problem.box.wall``, set by
+    the problem: :class:`wgfbench.Box`), which ``walls="auto"`` then uses."""
+    return problem.box is not None and problem.box.wall
 
 
 def log_density_from_spacings(x: np.ndarray) -> np.ndarray:

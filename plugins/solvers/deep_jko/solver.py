@@ -79,7 +79,7 @@ from torch import Tensor
 from wgfbench.context import Checkpoint, Context
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.problem import Problem
-from wgfbench.solver import Solver, SolverConfig, Support, confined_to_box, step_ends
+from wgfbench.solver import Solver, SolverConfig, Support, step_ends
 from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
 
 from .flow import VelocityField, push
@@ -279,9 +279,9 @@ class DeepJKO(Solver):
             )
         if not problem.initial.has_density:
             return "deep-jko carries densities along trajectories and needs log rho_0 of the initial law"
-        if confined_to_box(problem):
+        if problem.box is not None and problem.box.wall:
             return (
-                "the initial law reaches the walls of the problem's box (a no-flux domain): the "
+                "the problem is posed on its box with no-flux walls (problem.box.wall): the "
                 "neural-ODE particles move in the whole space and cannot respect walls"
             )
         return True

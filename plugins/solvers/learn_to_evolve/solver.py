@@ -202,6 +202,11 @@ class LearnToEvolve(Solver):
             return "learn-to-evolve trains on an initial family, and this problem has none"
         if problem.box is None:
             return "learn-to-evolve needs problem.box (the operator's grid)"
+        if problem.box.wall:
+            return (
+                "the problem is posed on its box with no-flux walls (problem.box.wall): the operator's "
+                "transport map moves its particles in the whole space and cannot respect walls"
+            )
         if problem.mobility.kind != "wasserstein":
             return (
                 f"learn-to-evolve's transport term is W2; this problem's mobility is {problem.mobility.kind}"

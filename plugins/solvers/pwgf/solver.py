@@ -60,7 +60,7 @@ is sized to ≤ 3 min per case on 2 CPU cores.
 
 Supported: every problem whose initial law can be sampled, in every dimension, for the Wasserstein,
 nonlinear-mobility and Kalman–Wasserstein metrics; not problems whose box is a no-flux wall
-(``fokker-planck/box-1d``): the map pushes into the whole space.
+(``problem.box.wall``, e.g. ``fokker-planck/box-1d``): the map pushes into the whole space.
 
 Checkpoints (``checkpoint_every``; 1 at the large tier, 0 = off at smoke and quick): after every
 ``checkpoint_every``-th step and the last, ``ctx.save_checkpoint`` stores θ, the last direction η
@@ -87,7 +87,7 @@ from torch import Tensor
 from wgfbench.context import Checkpoint, Context
 from wgfbench.errors import NonFiniteOutput
 from wgfbench.problem import ProblemLike
-from wgfbench.solver import Solver, SolverConfig, Support, confined_to_box, step_ends
+from wgfbench.solver import Solver, SolverConfig, Support, step_ends
 from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
 
 from .fit import FitResult, fit_initial
@@ -196,9 +196,9 @@ class PWGF(Solver):
     # -- configuration -------------------------------------------------------------------------
 
     def supports(self, problem: ProblemLike) -> Support:
-        if confined_to_box(problem):
+        if problem.box is not None and problem.box.wall:
             return (
-                "the initial law reaches the walls of the problem's box (a no-flux domain): the "
+                "the problem is posed on its box with no-flux walls (problem.box.wall): the "
                 "push-forward map moves mass in the whole space and cannot respect walls"
             )
         return True

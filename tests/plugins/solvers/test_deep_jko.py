@@ -220,7 +220,7 @@ def test_supports_gives_reasons():
 
     no_density = dataclasses.replace(ou, initial=SamplesOnly())
     assert "log rho_0" in solver.supports(no_density)
-    box = dataclasses.replace(ou, box=wgfbench.problem.Box.cube(2.5, 2, centre=-2.0))
+    box = dataclasses.replace(ou, box=wgfbench.problem.Box.cube(2.5, 2, centre=-2.0, wall=True))
     assert "walls" in solver.supports(box)  # ρ0 = N((-2, 0), ·) reaches the walls of [-4.5, 0.5]²
     other = dataclasses.replace(ou, name="other/x", family="other")
     assert "other" in solver.supports(other)

@@ -62,7 +62,7 @@ def spd_power(S: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def kw_cov(t: float) -> torch.Tensor:
-    """C(t) = [B + (C0⁻¹ − B) e^{−2t}]⁻¹ (PROBLEMS.md, Kalman–Wasserstein)."""
+    """C(t) = [B + (C0⁻¹ − B) e^{−2t}]⁻¹ (docs/problems.md, Kalman–Wasserstein)."""
     return torch.linalg.inv(B_LIN + (torch.linalg.inv(C0_LIN) - B_LIN) * math.exp(-2 * t))
 
 
@@ -338,7 +338,7 @@ def test_stiff_elliptic_start_is_stable_and_converges_to_small_step_euler():
         elliptic = wgfbench.get_problem("kalman-wasserstein/elliptic-2d")
     except UnknownNameError:
         pytest.skip("the kalman-wasserstein plugin is not installed")
-    problem = dataclasses.replace(elliptic, times=(0.0, 0.02, 0.05))
+    problem = dataclasses.replace(elliptic, times=(0.0, 0.02, 0.05), dt=0.02)
     runs = {}
     configs = {
         "default": {},

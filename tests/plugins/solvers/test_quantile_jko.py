@@ -182,7 +182,7 @@ def test_log_density_from_spacings_of_uniform_particles():
 
 
 # ----------------------------------------------------------------------------------------------
-# The no-flux box (PROBLEMS.md, "Box test"): built here from the contracts
+# The no-flux box (docs/problems.md, Fokker–Planck, "Box"): built here from the contracts
 
 G = 1.0
 ALPHA = math.pi**2 + G**2 / 4
@@ -241,7 +241,7 @@ def box_problem() -> Problem:
         dt=0.01,
         references={"pde": DistributionPath(lambda t: BoxLaw(t + T0), 1)},
         primary_metric="w2",
-        box=Box((0.0,), (1.0,)),
+        box=Box((0.0,), (1.0,), wall=True),
     )
 
 
@@ -322,7 +322,7 @@ def aggregation_problem(kernel: Kernel) -> Problem:
 
 def test_aggregation_is_implicit_euler_of_the_quantile_ode_and_first_order():
     r"""For W = x²/2 − |x| and sorted particles the JKO step is exactly the implicit Euler step of
-    :math:`\dot X = -(X-\bar x) + (2q_i-1)` (PROBLEMS.md, aggregation 1-D, derived), so the particles
+    :math:`\dot X = -(X-\bar x) + (2q_i-1)` (docs/problems.md, aggregation, "Quantile"), so the particles
     equal :math:`\bar x + (1+\tau)^{-k}(X_0(q_i)-\bar x) + (1-(1+\tau)^{-k})(2q_i-1)` to round-off,
     and converge at first order in τ to :math:`X(t,q_i)`."""
     problem = aggregation_problem(Quadratic(1.0) + Newtonian(1))
