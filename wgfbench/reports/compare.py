@@ -223,6 +223,27 @@ class Comparison:
             f"({self.head.manifest.run_id} vs base {self.base.manifest.run_id})"
         )
 
+    def per_solver(self) -> pd.DataFrame:
+        """One row per solver: problems compared, rows regressed and improved, and the median over
+        its problems of the relative change of ``trajectory_error`` (a shift common to every
+        problem shows here before any single row crosses its threshold)."""
+        traj = self.rows[self.rows["metric"] == "trajectory_error"]
+        records = []
+        for solver, rows in self.rows.groupby("solver", sort=True):
+            mine = traj[traj["solver"] == solver]["relative"].dropna()
+            records.append(
+                {
+                    "solver": solver,
+                    "problems": rows["problem"].nunique(),
+                    "regressed rows": int((rows["verdict"] == "regression").sum()),
+                    "improved rows": int((rows["verdict"] == "improvement").sum()),
+                    "trajectory_error change (median over problems)": (
+                        f"{float(mine.median()):+.1%}" if len(mine) else "—"
+                    ),
+                }
+            )
+        return pd.DataFrame(records)
+
     def to_markdown(self) -> str:
         """The report: summary, regressions, improvements, status changes, pairs on one side
         only, every compared row (collapsed), costs, and the rule."""
@@ -236,11 +257,15 @@ class Comparison:
             f"{b.machine_line()}",
             f"- head: `{self.head.path}` — run `{h.run_id}`, revision `{h.git_revision or 'unknown'}`, "
             f"{h.machine_line()}",
-            f"- tier `{h.tier}`; rule: a median moving by more than max(tolerance, {MAD_FACTOR:g} × pooled "
-            f"MAD over seeds) with non-overlapping intervals; tolerance = max({self.abs_tolerance:g}, "
-            f"{self.rel_tolerance:.0%} of the base median). All metrics are lower-is-better.",
+            f"- tier `{h.tier}`; a row regresses when its median over seeds rises by more than "
+            f"max(tolerance, {MAD_FACTOR:g} σ̂) and its interval lies strictly above the base's; σ̂ is "
+            f"the pooled MAD over seeds scaled to a standard deviation; tolerance = "
+            f"max({self.abs_tolerance:g}, {self.rel_tolerance:.0%} of the base median). Every metric "
+            "is lower-is-better.",
             "",
         ]
+        if len(self.rows):
+            lines += ["### Per solver", "", _markdown(self.per_solver()), ""]
         for title, frame in (("Regressions", self.regressions), ("Improvements", self.improvements)):
             lines += [f"### {title} ({len(frame)})", ""]
             lines += [_markdown(_display_rows(frame)), ""] if len(frame) else ["None.", ""]
