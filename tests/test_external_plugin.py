@@ -83,3 +83,26 @@ def test_installed_plugin_is_listed_and_runs(plugin_site, tmp_path):
     results = pd.read_parquet(out / "results.parquet")
     final = results[(results.metric == "rel_error") & (results.problem == "example/ou-shifted-1d")]
     assert len(final) and final.value.max() < 0.5
+
+
+def test_example_plugin_passes_its_conformance_suite(plugin_site):
+    """The example's own tests (the conformance suite, one test per check) pass against the
+    installed copy, and a broken check would name itself: every check is a separate test."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rs"],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    suite = "tests/test_conformance.py::TestHeunLangevin"
+    for check in ("test_shapes", "test_mass", "test_no_reference_access", "test_seed_reproducible"):
+        assert f"{suite}::{check}[heun-langevin-make_ou_shifted_1d] PASSED" in done.stdout, check
+    assert "TestOuShifted1d::test_reference[make_ou_shifted_1d] PASSED" in done.stdout

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 import time
+import xml.etree.ElementTree as ET
+from importlib import metadata
 from typing import ClassVar
 
 import numpy as np
@@ -23,7 +28,9 @@ from wgfbench.solver import Solver, SolverConfig
 from wgfbench.testing import (
     ProblemReport,
     SolverReport,
+    SolverRun,
     check_problem,
+    check_runs_agree_in_law,
     check_solver,
     marginal_ks_pvalue,
     moment_z_scores,
@@ -40,6 +47,16 @@ def ou_2d(**changes) -> Problem:
         [1.0, 3.0], [0.5, -0.5], [2.0, 1.0], [[0.3, 0.1], [0.1, 0.2]], times=(0.0, 0.25, 0.5, 1.0), dt=0.05
     )
     return dataclasses.replace(problem, **changes) if changes else problem
+
+
+def altered(**changes) -> Problem:
+    """The toy problem with fields changed after construction, past the contract rules that
+    ``Problem.__post_init__`` enforces: the kit must catch what construction would have refused
+    (a problem object altered in place, a subclass that skips the checks)."""
+    problem = ou_2d()
+    for key, value in changes.items():
+        object.__setattr__(problem, key, value)
+    return problem
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,9 +170,9 @@ BASE = ou_2d().reference
             ),
             "initial and reference at t=0 differ in law",
         ),
-        (ou_2d(dt=0.3), "smallest snapshot gap"),
+        (altered(dt=0.3), "rule 'dt within snapshot gaps'.*larger than the gap 0.25"),
         (ou_2d(box=Box((-1.0, -1.0), (1.0, 1.0))), "outside problem.box"),
-        (ou_2d(primary_metric="radial_w2"), "radial_centre"),
+        (altered(primary_metric="radial_w2"), "radial_centre"),
         (
             ou_2d(references={"pde": Stationary(ou_2d().reference.at(10.0))}, initial=BASE.at(10.0)),
             None,  # a correct stationary problem passes
@@ -186,7 +203,7 @@ def test_check_problem_catches_bures_without_moments():
 
 def test_check_problem_rejects_bad_names_and_non_problems():
     with pytest.raises(AssertionError, match="lower case"):
-        check_problem(ou_2d(name="testing/OU-2D"))
+        check_problem(altered(name="testing/OU-2D"))
     with pytest.raises(AssertionError, match=r"expected a wgfbench\.Problem"):
         check_problem("fokker-planck/ou-2d")  # type: ignore[arg-type]
 
@@ -406,13 +423,20 @@ def test_check_solver_passes_on_a_correct_solver_and_reports():
         (BadJkoTau(), "does not divide snapshot time"),
         (Unsupported(), "does not support this problem: only for one-dimensional problems"),
         (NoCitation(), "BibTeX"),
-        (BadPreset(), "'quick' preset does not build a valid config"),
+        (BadPreset(), "rule 'valid presets': the 'quick' preset is not a valid config"),
     ],
 )
 def test_check_solver_catches_broken_solvers(solver, message):
     with pytest.raises(AssertionError, match=message) as info:
         check_solver(solver, ou_2d())
     assert str(info.value).startswith(f"check_solver[{solver.name} on testing/ou-2d, tier smoke, cpu]")
+
+
+def test_check_solver_keeps_particles_inside_no_flux_walls():
+    walled = ou_2d(box=Box((-1.0, -2.0), (4.0, 2.0), wall=True))
+    with pytest.raises(AssertionError, match=r"particles lie outside the no-flux walls of problem\.box"):
+        check_solver(ExactOU(), walled, check_determinism=False)
+    check_solver(ExactOU(), ou_2d(box=Box((-1.0, -2.0), (4.0, 2.0))), check_determinism=False)  # a window
 
 
 def test_check_solver_enforces_the_budget():
@@ -457,3 +481,303 @@ def test_gaussian_toy_problem_matches_its_moment_odes():
     assert abs(estimate.value - problem.reference.energy(1.0)) < 5 * estimate.stderr
     assert isinstance(problem.reference.at(0.0), Gaussian)
     assert isinstance(problem.reference, DistributionPath)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference access, device parity
+
+
+PEEKED = ou_2d()
+
+
+class Peeks(ExactOU):
+    """A ranked solver (role "solver") that reaches the exact answer through a module global."""
+
+    name = "toy-peeks"
+    role = "solver"
+
+    def solve(self, problem, ctx):
+        return self.trajectory(PEEKED, ctx)
+
+
+def test_check_solver_catches_a_solver_that_reads_the_references():
+    with pytest.raises(
+        AssertionError, match=r"read the problem's references while it ran \(references\['pde'\]"
+    ):
+        check_solver(Peeks(), PEEKED, check_determinism=False)
+    # The watch is gone afterwards: the reference's own methods are back.
+    assert not {"sample", "mean", "cov"} & set(vars(PEEKED.reference))
+    assert isinstance(PEEKED.reference.mean(0.5), torch.Tensor)
+
+
+def _particle_run(x: torch.Tensor, device: str = "cpu") -> SolverRun:
+    run = SolverRun("toy", "testing/ou-2d", "smoke", device, 0, 10.0)
+    run.trajectory = Trajectory([ParticleSnapshot(0.0, x), ParticleSnapshot(1.0, x + 1.0)])
+    return run
+
+
+def test_device_parity_compares_laws_not_samples():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3000, 2, generator=g, dtype=F64), torch.randn(3000, 2, generator=g, dtype=F64)
+    worst = check_runs_agree_in_law(_particle_run(a), _particle_run(b, "cuda"))
+    assert 0 < worst["mean_z"] < 6 and worst["ks_p"] > 1e-6
+    with pytest.raises(AssertionError, match="the cuda output differs in law from the cpu output"):
+        check_runs_agree_in_law(_particle_run(a), _particle_run(b + 0.2, "cuda"))
+    with pytest.raises(AssertionError, match="2 snapshots on cuda, 1 on cpu"):
+        one = _particle_run(a)
+        one.trajectory = Trajectory([ParticleSnapshot(0.0, a)])
+        check_runs_agree_in_law(one, _particle_run(b, "cuda"))
+
+
+def test_device_parity_compares_grid_densities_in_l1():
+    box = Box((0.0,), (1.0,))
+    rho = torch.full((50,), 1.0, dtype=F64)
+
+    def grid_run(density, device):
+        run = SolverRun("toy", "testing/ou-1d", "smoke", device, 0, 10.0)
+        run.trajectory = Trajectory([GridSnapshot(0.0, box, density)])
+        return run
+
+    check_runs_agree_in_law(grid_run(rho, "cpu"), grid_run(rho.clone(), "cuda"))
+    bumped = rho.clone()
+    bumped[:25] += 0.01
+    bumped[25:] -= 0.01
+    with pytest.raises(AssertionError, match=r"density differs from cpu by 0\.01 in L1"):
+        check_runs_agree_in_law(grid_run(rho, "cpu"), grid_run(bumped, "cuda"))
+
+
+# ----------------------------------------------------------------------------------------------
+# The conformance suite (wgfbench.testing.suite) and its pytest plugin, in a pytest subprocess
+
+SUITE_TESTS = '''
+import dataclasses
+import math
+from typing import ClassVar
+
+import torch
+
+import wgfbench
+from wgfbench.references import DistributionPath, Gaussian
+from wgfbench.testing import ProblemConformance, SolverConformance, ornstein_uhlenbeck_problem
+from wgfbench.trajectory import ParticleSnapshot, StepRecord, Trajectory
+
+PROBLEM = ornstein_uhlenbeck_problem([1.0], [0.5], [-1.0], [[0.25]], name="testing/ou-1d")
+
+
+class Walker(wgfbench.Solver):
+    """Euler-Maruyama particles; `fault` breaks one contract check."""
+
+    name = "walker"
+    citation = "@book{kloeden1992, title={Numerical Solution of SDEs}}"
+    presets: ClassVar = {"smoke": {}}
+    fault: ClassVar[str] = ""
+
+    def solve(self, problem, ctx):
+        x = ctx.to(problem.initial.sample(500, ctx.cpu_generator))
+        snapshots, steps = [ParticleSnapshot(0.0, x.clone())], []
+        for s, t in zip(problem.times, problem.times[1:]):
+            dt = t - s
+            if self.fault == "global_rng":
+                noise = torch.randn(x.shape, dtype=x.dtype)
+            else:
+                noise = ctx.randn(*x.shape)
+            x = x - problem.energy.grad_V(x) * dt + math.sqrt(2 * dt) * noise
+            if self.fault == "peek":
+                x = x - x.mean(0) + PROBLEM.reference.mean(t)
+            steps.append(StepRecord(t=t, tau=dt))
+            snapshots.append(ParticleSnapshot(t, x.clone()))
+        if self.fault == "nan":
+            snapshots[-1].x[0, 0] = math.nan
+        if self.fault == "weights":
+            snapshots[1].weights = torch.full((500,), 2.0 / 500, dtype=x.dtype)
+        return Trajectory(snapshots, steps)
+
+
+def make_walker(fault):
+    return type(f"Walker_{fault}", (Walker,), {"fault": fault, "name": f"walker-{fault}"})
+
+
+RUNS = []
+
+
+class Counted(Walker):
+    name = "walker-counted"
+
+    def solve(self, problem, ctx):
+        RUNS.append(problem.name)
+        return super().solve(problem, ctx)
+
+
+class TestRunsShared(SolverConformance):
+    solver = Counted
+
+
+def test_zz_one_run_per_problem_and_repeat():
+    # After TestRunsShared (pytest runs a module in order): 2 default problems x (run + repeat).
+    assert sorted(RUNS) == ["testing/ou-1d", "testing/ou-1d", "testing/ou-2d", "testing/ou-2d"]
+
+
+class TestGood(SolverConformance):
+    solver = Walker
+    problems = [PROBLEM]
+
+
+class TestDefaultProblems(SolverConformance):
+    solver = Walker
+
+
+class TestGlobalRng(SolverConformance):
+    solver = make_walker("global_rng")
+    problems = [PROBLEM]
+
+
+class TestPeek(SolverConformance):
+    solver = make_walker("peek")
+    problems = [PROBLEM]
+
+
+class TestNan(SolverConformance):
+    solver = make_walker("nan")
+    problems = [PROBLEM]
+
+
+class TestWeights(SolverConformance):
+    solver = make_walker("weights")
+    problems = [PROBLEM]
+
+
+class TestProblem(ProblemConformance):
+    problems = [PROBLEM]
+
+
+def shifted():
+    path = DistributionPath(lambda t: Gaussian(PROBLEM.reference.mean(t) + 0.5, PROBLEM.reference.cov(t)), 1)
+    return dataclasses.replace(PROBLEM, name="testing/shifted-1d", references={"pde": path})
+
+
+class TestShifted(ProblemConformance):
+    problems = [shifted]
+'''
+
+SOLVER_CHECKS = {
+    "test_supports",
+    "test_runs",
+    "test_budget",
+    "test_shapes",
+    "test_finite",
+    "test_mass",
+    "test_step_log",
+    "test_no_reference_access",
+    "test_seed_reproducible",
+    "test_cpu_gpu_parity",
+}
+PROBLEM_TESTS = {
+    "test_contract",
+    "test_initial",
+    "test_reference",
+    "test_initial_matches_reference",
+    "test_primary_metric",
+    "test_jko",
+    "test_initial_family",
+    "test_view_hides_references",
+}
+
+
+def test_conformance_suite_gives_one_test_per_check_and_names_the_failing_one(tmp_path):
+    """Subclasses of the suites in a plugin author's test file, plus the command-line suites of a
+    registered solver and problem, in one pytest subprocess; every check is its own test and only
+    the broken check fails, with a message that says what broke."""
+    (tmp_path / "test_my_plugin.py").write_text(SUITE_TESTS)
+    junit = tmp_path / "report.xml"
+    args = ["-p", "no:cacheprovider", "-q", f"--junitxml={junit}", "test_my_plugin.py"]
+    args += ["--wgfbench-solver", "langev*", "--wgfbench-problem", "fokker-planck/ou-1d"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert junit.exists(), done.stdout + done.stderr
+    outcome: dict[tuple[str, str], tuple[str, str]] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        verdict, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                verdict, message = child.tag, child.get("message", "")
+        outcome[(case.get("classname").rsplit(".", 1)[-1], case.get("name"))] = (verdict, message)
+
+    def of(cls: str) -> dict[str, tuple[str, str]]:
+        return {name: v for (c, name), v in outcome.items() if c == cls}
+
+    def failed(cls: str) -> set[str]:
+        return {name.split("[")[0] for name, (v, _) in of(cls).items() if v in ("failure", "error")}
+
+    gpu = torch.cuda.is_available()
+    good = of("TestGood")
+    assert {name.split("[")[0] for name in good} == SOLVER_CHECKS | {"test_contract"}
+    assert "test_runs[walker-testing/ou-1d]" in good
+    for name, (verdict, message) in good.items():
+        if name.startswith("test_cpu_gpu_parity") and not gpu:
+            assert verdict == "skipped" and "CUDA is not available" in message
+        else:
+            assert verdict == "passed", (name, message)
+    assert len(of("TestDefaultProblems")) == 1 + 2 * len(SOLVER_CHECKS)  # the kit's OU 1-D and 2-D
+    assert not failed("TestDefaultProblems")
+    # The checks of a class share one run per problem (and one repeat for reproducibility).
+    assert outcome[("test_my_plugin", "test_zz_one_run_per_problem_and_repeat")][0] == "passed"
+    assert not failed("TestRunsShared")
+    assert failed("TestGlobalRng") == {"test_seed_reproducible"}
+    message = of("TestGlobalRng")["test_seed_reproducible[walker-global_rng-testing/ou-1d]"][1]
+    assert "draw only from ctx.generator" in message
+    assert failed("TestPeek") == {"test_no_reference_access"}
+    message = of("TestPeek")["test_no_reference_access[walker-peek-testing/ou-1d]"][1]
+    assert "references['pde'].mean" in message
+    assert failed("TestNan") == {"test_finite"}
+    assert failed("TestWeights") == {"test_mass"}
+
+    problem = of("TestProblem")
+    assert {name.split("[")[0] for name in problem} == PROBLEM_TESTS
+    skipped = {name.split("[")[0] for name, (v, _) in problem.items() if v == "skipped"}
+    assert skipped == {"test_jko", "test_initial_family"}
+    assert not failed("TestProblem")
+    assert failed("TestShifted") == {"test_initial_matches_reference"}
+    assert (
+        "initial and reference at t=0 differ in law"
+        in of("TestShifted")["test_initial_matches_reference[shifted]"][1]
+    )
+
+    # --wgfbench-solver / --wgfbench-problem: the suites of registered plugins, no test file.
+    selected = of("TestSelectedSolver")
+    assert "test_contract[langevin]" in selected and "test_runs[langevin-fokker-planck/ou-1d]" in selected
+    assert not failed("TestSelectedSolver")
+    assert {name.split("[")[0] for name in of("TestSelectedProblem")} == PROBLEM_TESTS
+    assert not failed("TestSelectedProblem")
+    assert done.returncode == 1  # the broken plugins above fail, as they should
+
+
+def test_selected_plugin_patterns_must_match_a_registered_name():
+    from wgfbench.testing.pytest_plugin import _expand
+
+    assert _expand(["lang*", "reference"], ["langevin", "reference", "pwgf"], "solver", "--x") == [
+        "langevin",
+        "reference",
+    ]
+    with pytest.raises(pytest.UsageError, match="--wgfbench-solver 'nope\\*': no registered solver matches"):
+        _expand(["nope*"], ["langevin"], "solver", "--wgfbench-solver")
+
+
+def test_the_pytest11_plugin_is_cheap_and_adds_nothing_unasked(request):
+    entry = [ep for ep in metadata.entry_points(group="pytest11") if ep.name == "wgfbench"]
+    assert [ep.value for ep in entry] == ["_wgfbench_pytestplugin"]
+    probe = (
+        "import _wgfbench_pytestplugin, sys; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'wgfbench')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    # This session passes no --wgfbench-* option: the plugin is loaded, its suites are not.
+    manager = request.config.pluginmanager
+    assert manager.has_plugin("wgfbench") and not manager.has_plugin("wgfbench-selected-suites")
+    assert request.config.getoption("wgfbench_solver") == []
