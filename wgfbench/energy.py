@@ -9,7 +9,7 @@ The free energy is
 :math:`\delta\mathcal E/\delta\rho = U'(\rho) + V + W*\rho`.
 
 Each term gives its value, first variation and the derivatives solvers need, and one estimator per
-representation (see ``PROBLEMS.md``, "Energy estimators"):
+representation (see ``docs/problems.md``, "Energy estimators"):
 
 * particles with log-densities: :math:`\int U(\rho) = \mathbb E[U(\rho(X))/\rho(X)]`,
   :math:`\mathbb E[V(X)]`, :math:`\tfrac12\mathbb E[W(X-X')]` as a U-statistic;
@@ -168,7 +168,8 @@ class Newtonian(Kernel):
 
     With this normalisation :math:`-\nabla N_d * \rho(x) = x\,m(|x|)/|x|^d` for radial
     :math:`\rho` (:math:`m(r)` the mass within radius :math:`r`), so :math:`|x|^2/2 + N_d`
-    aggregates to the uniform density :math:`1/\omega_d` on the unit ball (PROBLEMS.md).
+    aggregates to the uniform density :math:`1/\omega_d` on the unit ball (Newton's shell theorem;
+    ``docs/problems.md``).
     """
 
     d: int

@@ -1,7 +1,7 @@
 r"""k-nearest-neighbour estimators of entropy and Rényi-type integrals from samples alone.
 
 Used when a solver returns particles without log-densities; the same estimator is then applied
-to the reference samples so that its bias cancels (PROBLEMS.md, "Energy estimators").
+to the reference samples so that its bias cancels (``docs/problems.md``, "Energy estimators").
 Neighbour search is scikit-learn's :class:`~sklearn.neighbors.NearestNeighbors`.
 """
 

@@ -5,7 +5,7 @@ A :class:`Grid` splits a problem's :class:`~wgfbench.problem.Box` into ``shape``
 values :math:`\rho_K` (shape ``shape``) with mass :math:`\sum_K |K|\rho_K`.
 
 :class:`GridEnergy` evaluates the free energy of :mod:`wgfbench.energy` on such a density
-(``PROBLEMS.md``, "Energy estimators", grid):
+(``docs/problems.md``, "Energy estimators", grids):
 
 .. math:: \mathcal E_h(\rho) = \sum_K |K|\Big[U(\rho_K) + V(x_K)\rho_K
           + \tfrac12\rho_K\,(W*\rho)_K\Big],\qquad

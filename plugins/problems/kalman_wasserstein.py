@@ -14,7 +14,8 @@ Kalman–Wasserstein metric (``Mobility(kind="kalman")``).
 Problems registered here (lazily, through factories):
 
 * ``kalman-wasserstein/linear-{2,10}d``: :math:`G(u)=Au`. Gaussian data stay Gaussian with exact
-  moments (PROBLEMS.md, "Kalman–Wasserstein", derived): with :math:`B = A^\top\Gamma^{-1}A+\Gamma_0^{-1}`,
+  moments (derived; ``docs/problems.md``, "Kalman–Wasserstein"): with
+  :math:`B = A^\top\Gamma^{-1}A+\Gamma_0^{-1}`,
   :math:`m_* = B^{-1}A^\top\Gamma^{-1}y`,
   :math:`C(t) = [B + (C_0^{-1}-B)e^{-2t}]^{-1}` and
   :math:`m(t) = m_* + C_0^{1/2}(I + (e^{2t}-1)C_0^{1/2}BC_0^{1/2})^{-1/2}C_0^{-1/2}(m_0-m_*)`;
@@ -142,7 +143,7 @@ class LinearInverseProblem:
 
 class LinearKalmanWassersteinPath:
     r"""The exact Kalman–Wasserstein flow of Gaussian data :math:`\mathcal N(m_0,C_0)` for a
-    :class:`LinearInverseProblem` (PROBLEMS.md, "Kalman–Wasserstein", derived and checked against an
+    :class:`LinearInverseProblem` (derived; ``docs/problems.md``, "Kalman–Wasserstein"; checked against an
     ODE solve).
 
     Particles move by :math:`\dot u = -C(t)(\nabla\Phi(u) + \nabla\log\rho(u))`, so
@@ -154,7 +155,7 @@ class LinearKalmanWassersteinPath:
     .. math:: m(t) = m_* + C_0^{1/2}Q\,\mathrm{diag}\big(e^{-t}(\lambda + e^{-2t}(1-\lambda))^{-1/2}\big)
               Q^\top C_0^{-1/2}(m_0-m_*),
 
-    the closed forms of PROBLEMS.md written with :math:`e^{-t}` so they never overflow.
+    the closed forms of ``docs/problems.md`` written with :math:`e^{-t}` so they never overflow.
     """
 
     def __init__(self, problem: LinearInverseProblem, m0: Tensor, cov0: Tensor):
@@ -363,7 +364,7 @@ class GridPosterior(Distribution):
     exact Hessian) and spans :math:`\hat u \pm` ``half_width_sigmas`` Laplace standard deviations
     per axis; the mass in its outer cells is recorded in ``edge_mass`` (tested to be negligible).
     The midpoint rule on this grid gives :math:`\log Z`, the mean and the covariance; it is
-    spectrally accurate for smooth integrands that vanish at the edges (PROBLEMS.md quotes the
+    spectrally accurate for smooth integrands that vanish at the edges (``docs/problems.md`` quotes the
     1801² quadrature of the Deep JKO example).
 
     * ``log_density(u)`` :math:`= -\Phi(u) - \log Z` is exact on all of :math:`\mathbb R^2`;

@@ -10,7 +10,7 @@ source solution of unit mass (Barenblatt 1952; Vázquez, *The Porous Medium Equa
            p=\frac1{m-1},
 
 with :math:`C = [k^{d/2}\Gamma(p+1+d/2)/(\pi^{d/2}\Gamma(p+1))]^{1/(p+d/2)}` fixing the mass to 1
-(``PROBLEMS.md``, "Porous medium"). Here :math:`\tau` is *absolute* Barenblatt time; a problem that
+(``docs/problems.md``, "Porous medium"). Here :math:`\tau` is *absolute* Barenblatt time; a problem that
 starts from the Barenblatt profile at :math:`\tau=t_0` evaluates it at :math:`\tau = t + t_0`.
 
 The profile only dilates about its centre, so the radial law is fixed up to the scale
@@ -45,7 +45,7 @@ class BarenblattConstants:
 
     :math:`\alpha = d/(d(m-1)+2)`, :math:`\beta=\alpha/d`, :math:`k=\alpha(m-1)/(2md)`,
     :math:`p = 1/(m-1)` and :math:`C = [k^{d/2}\Gamma(p+1+d/2)/(\pi^{d/2}\Gamma(p+1))]^{1/(p+d/2)}`
-    (Vázquez 2007; ``PROBLEMS.md``, "Porous medium").
+    (Vázquez 2007; ``docs/problems.md``, "Porous medium").
     """
 
     d: int
@@ -142,7 +142,7 @@ class BarenblattProfile(Distribution):
 
     def internal_energy(self) -> float:
         r""":math:`\int\rho^m/(m-1) = \tau^{-\alpha(m-1)} C^{pm+d/2} k^{-d/2}\pi^{d/2}
-        \frac{\Gamma(pm+1)}{\Gamma(pm+1+d/2)}\frac1{m-1}` (``PROBLEMS.md``, "Porous medium")."""
+        \frac{\Gamma(pm+1)}{\Gamma(pm+1+d/2)}\frac1{m-1}` (``docs/problems.md``, "Porous medium")."""
         c, d = self.constants, self.dim
         q = c.p * c.m
         log_int = (

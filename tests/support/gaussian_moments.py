@@ -1,7 +1,7 @@
 """Independent checks shared by the tests of Gaussian flows: moment ODEs solved numerically.
 
 For a quadratic potential and Gaussian data the Fokker–Planck and Kalman–Wasserstein flows stay
-Gaussian, and their moments solve ODEs (PROBLEMS.md):
+Gaussian, and their moments solve ODEs (docs/problems.md):
 
 * Fokker–Planck, :math:`V = \\tfrac12(x-\\mu)^\\top A(x-\\mu)`:
   :math:`\\dot m = -A(m-\\mu)`, :math:`\\dot\\Sigma = -A\\Sigma - \\Sigma A + 2I`;

@@ -108,7 +108,7 @@ def quadratic_potential(A: torch.Tensor, mu: torch.Tensor) -> Potential:
 
 
 def fokker_planck_free_energy(law: Gaussian, A: torch.Tensor, mu: torch.Tensor) -> float:
-    """½tr(AΣ) + ½(m−μ)ᵀA(m−μ) − H (PROBLEMS.md, Fokker–Planck)."""
+    """½tr(AΣ) + ½(m−μ)ᵀA(m−μ) − H (docs/problems.md, Fokker–Planck)."""
     dm = law.mean() - mu
     return float(0.5 * torch.trace(A @ law.cov()) + 0.5 * dm @ A @ dm) - gaussian_entropy(law)
 

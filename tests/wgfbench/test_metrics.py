@@ -1,4 +1,4 @@
-"""Tests of wgfbench.metrics: distances against closed forms, the noise floors of PROBLEMS.md, and
+"""Tests of wgfbench.metrics: distances against closed forms, the noise floors of docs/problems.md, and
 the Scorer on a small 2-D Ornstein–Uhlenbeck problem built here from the contracts."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def gen(seed: int) -> torch.Generator:
 
 
 # ----------------------------------------------------------------------------------------------
-# A 2-D OU problem: V = ½(x−μ)ᵀA(x−μ), A = diag(1, 2), ρ0 = N(m0, diag(s0)) (PROBLEMS.md, Fokker–Planck)
+# A 2-D OU problem: V = ½(x−μ)ᵀA(x−μ), A = diag(1, 2), ρ0 = N(m0, diag(s0)) (docs/problems.md, Fokker–Planck)
 
 A = torch.tensor([1.0, 2.0], dtype=F64)
 MU = torch.tensor([0.0, 0.0], dtype=F64)
@@ -59,7 +59,7 @@ def ou_law(t: float) -> Gaussian:
 
 
 def gaussian_free_energy(g: Gaussian) -> float:
-    """½tr(AΣ) + ½(m−μ)ᵀA(m−μ) − ½log((2πe)^d det Σ) (PROBLEMS.md)."""
+    """½tr(AΣ) + ½(m−μ)ᵀA(m−μ) − ½log((2πe)^d det Σ) (docs/problems.md)."""
     S, m = g.cov(), g.mean()
     return float(
         0.5 * (A * torch.diag(S)).sum()
@@ -69,7 +69,7 @@ def gaussian_free_energy(g: Gaussian) -> float:
 
 
 class OUJKO(JKOIterates):
-    """Exact per-axis JKO iterates: m ← μ + (m−μ)/(1+τa), σ ← cσ (PROBLEMS.md)."""
+    """Exact per-axis JKO iterates: m ← μ + (m−μ)/(1+τa), σ ← cσ (docs/problems.md)."""
 
     def for_step(self, tau: float) -> DistributionPath:
         def at(t: float) -> Gaussian:
@@ -166,7 +166,8 @@ def test_w2_raises_when_emd_does_not_converge():
 
 
 def test_w2_same_law_floor_matches_problems_md():
-    # PROBLEMS.md: W2² floor ≈ 0.038 (d=2, n=1000) and ≈ 4.17 (d=10, n=1000) for N(0, I)
+    # docs/problems.md, "Scoring pitfalls": W2² floor ≈ 0.038 (d=2, n=1000) and ≈ 4.17 (d=10,
+    # n=1000) for N(0, I)
     for d, expected, tol in ((2, 0.038, 0.012), (10, 4.17, 0.4)):
         x = torch.randn(1000, d, generator=gen(10 + d), dtype=F64)
         y = torch.randn(1000, d, generator=gen(20 + d), dtype=F64)

@@ -31,7 +31,7 @@ from wgfbench.trajectory import GridSnapshot, Snapshot
 DTYPE = torch.float64
 
 #: Network-simplex iteration cap of :func:`w2`. POT's default (100 000) stops early with only a
-#: warning (6 % high at n = 5 000, d = 30, PROBLEMS.md); 10⁹ is never reached at n ≤ 10⁴.
+#: warning (6 % high at n = 5 000, d = 30, measured); 10⁹ is never reached at n ≤ 10⁴.
 DEFAULT_NUM_ITER_MAX = 1_000_000_000
 #: Number of fixed directions of ``sliced_w2``: sliced W2 is a primary only in 2-D, where 64
 #: directions (2.8° apart) agree with 256 to 2 % at 10⁵ points and halve the sorting cost.
@@ -308,7 +308,7 @@ def radial_w2(
 
     (Peyré & Cuturi 2019, Remark 2.30), by ``ot.wasserstein_1d(..., p=2)`` which returns
     :math:`W_2^2`; this function returns its root. A low-noise score for radial references
-    (PROBLEMS.md, "Wasserstein scoring pitfalls"). ``x`` (n, d), ``y`` (m, d), ``centre`` (d,),
+    (``docs/problems.md``, "Scoring pitfalls"). ``x`` (n, d), ``y`` (m, d), ``centre`` (d,),
     optional weights ``a`` (n,), ``b`` (m,); float64 on the CPU. Returns :math:`W_2` (not squared).
     """
     xs, ys = _points(x, "x"), _points(y, "y")

@@ -4,7 +4,7 @@ Linear problems: the posterior precision B and mean m* are recovered from the pr
 alone (B from differences of ∇Φ, m* from ∇Φ(m*) = 0); moments are checked against an ODE solve of
 dm/dt = −CB(m − m*), dC/dt = 2C − 2CBC, the density against a finite-difference residual of
 ∂tρ = ∇·(ρC∇log(ρ/π)), the free energy against quadrature and Monte Carlo.
-Elliptic problem: the tabulated posterior against the published quadrature (PROBLEMS.md) and
+Elliptic problem: the tabulated posterior against the published quadrature (docs/problems.md) and
 against an independent, wider quadrature of exp(log_density).
 """
 
@@ -216,7 +216,8 @@ def test_elliptic_forward_map_and_potential():
 
 
 def test_elliptic_posterior_matches_published_quadrature():
-    """PROBLEMS.md: mean (−2.7138, 104.3458), covariance [[0.012911, 0.028823], [0.028823, 0.080779]]."""
+    """Published quadrature (docs/problems.md): mean (−2.7138, 104.3458), covariance
+    [[0.012911, 0.028823], [0.028823, 0.080779]]."""
     ref = wgfbench.get_problem(ELLIPTIC).references["stationary"]
     np.testing.assert_allclose(ref.mean(20.0).numpy(), [-2.7138, 104.3458], rtol=1e-4)
     np.testing.assert_allclose(ref.cov(20.0).numpy(), [[0.012911, 0.028823], [0.028823, 0.080779]], rtol=1e-4)

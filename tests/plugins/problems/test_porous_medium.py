@@ -1,7 +1,7 @@
 """Barenblatt references of the porous medium equation against independent computations.
 
 Every closed form in ``plugins/problems/porous_medium.py`` is checked here against numbers computed
-another way: the PROBLEMS.md constants, an independently coded density, radial quadrature (mass,
+another way: the docs/problems.md constants, an independently coded density, radial quadrature (mass,
 second moment, energy, quantile W2), finite-difference PDE residuals, KS tests of exact samples.
 """
 
@@ -23,7 +23,7 @@ PROBLEMS = [(1, 2), (2, 2), (6, 2), (10, 2), (1, 3), (2, 3)]
 
 
 def independent_barenblatt(d: int, m: float):
-    """The Barenblatt density, coded from scratch from PROBLEMS.md (no shared code with the plugin).
+    """The Barenblatt density, coded from scratch from docs/problems.md (no shared code with the plugin).
 
     Returns ``rho(r, tau)`` (numpy, radial distance ``r`` from the centre) and the support radius.
     """
@@ -114,7 +114,7 @@ def test_second_moment_and_energy_against_quadrature(d, m):
 
 
 def test_closed_form_second_moment():
-    # E|X - c|^2 = (C/k) tau^{2 beta} d / (d + 2p + 2), from the PROBLEMS.md constants directly.
+    # E|X - c|^2 = (C/k) tau^{2 beta} d / (d + 2p + 2), from the docs/problems.md constants directly.
     for d, m in CASES:
         alpha = d / (d * (m - 1) + 2)
         k, p = alpha * (m - 1) / (2 * m * d), 1 / (m - 1)
