@@ -32,8 +32,10 @@ def _install(session: nox.Session, *extras: str, cpu: bool = True) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The default test suite (no slow or GPU tests): ``nox -s tests``."""
+    """The default test suite (no slow or GPU tests): ``nox -s tests``. Playwright drives the
+    system chromium (``.ci/run`` installs it) for the HTML report's browser test."""
     _install(session, "test")
+    session.install("playwright")
     session.run("pytest", "-m", "not slow and not gpu", *session.posargs)
 
 

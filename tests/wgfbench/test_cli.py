@@ -166,6 +166,8 @@ def test_run_show_resume_and_leaderboard(cli, tmp_path):
     assert result.exit_code == 0, result.output  # a failed case is a result, not an error
     assert "Skipped" in result.output and "only toy/ou-1d" in result.output
     assert "RuntimeError: boom" in result.output and "2 ok, 1 failed" in result.output
+    # the end of the run: its summary and compact matrix, and how to write the full reports
+    assert "Problem × solver" in result.output and f"wgfbench leaderboard {out} --out" in result.output
     cases = store.read_cases(out)
     assert sorted(zip(cases["solver"], cases["problem"], cases["status"], strict=True)) == [
         ("toy-exact", "toy/other-1d", "ok"),
@@ -198,7 +200,15 @@ def test_run_show_resume_and_leaderboard(cli, tmp_path):
     board_dir = tmp_path / "board"
     board = cli("leaderboard", str(out), "--out", str(board_dir))
     assert board.exit_code == 0, board.output
-    assert "toy/ou-1d" in board.output and any(board_dir.iterdir())
+    assert "Summary: no row of role 'solver'" in board.output and "Problem × solver" in board.output
+    # the matrix names problems by short id; the failed toy-raise case shows as failed, not unsupported
+    assert "toy/ou-1d" in board.output and "✗ failed" in board.output
+    for name in ("leaderboard.md", "leaderboard.html"):
+        assert (board_dir / name).is_file() and f"written: {board_dir / name}" in board.output
+    assert "toy/ou-1d (version" not in board.output  # the per-problem tables stay in the files...
+    full = cli("leaderboard", str(out), "--full")
+    assert full.exit_code == 0 and "toy/ou-1d (version" in full.output  # ...unless asked for
+    assert "add --out DIR" in full.output
 
 
 def test_final_snapshot_matches_the_reference_law(cli, tmp_path):

@@ -10,7 +10,6 @@ naming the field, a run directory that is not one), 130 when interrupted.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -18,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
-import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -31,10 +28,8 @@ from wgfbench.context import TIERS
 from wgfbench.errors import WgfbenchError
 from wgfbench.host import Host, default_host
 from wgfbench.metrics.cache import FloorCache
+from wgfbench.rundir import RunDir
 from wgfbench.runner import Plan, default_run_dir, make_plan, run_plan
-
-KEY_METRICS: tuple[str, ...] = ("rel_error", "w2", "w2_floor", "energy_error", "energy_gap")
-"""Metrics ``show`` reports at the final time when present (plus each problem's primary metric)."""
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -50,32 +45,6 @@ def _console() -> Console:
 
 def _plugin_label(plugin: str, distribution: str | None, version: str | None) -> str:
     return f"{plugin} ({distribution} {version})" if distribution else f"{plugin} (not installed)"
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return "—"
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _seconds(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    value = float(value)
-    if value < 1e-3:
-        return "<0.001"
-    return f"{value:.3f}" if value < 100 else f"{value:.0f}"
-
-
-def _first_line(text: Any, limit: int = 100) -> str:
-    if text is None or (isinstance(text, float) and math.isnan(text)):
-        return ""
-    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -128,6 +97,7 @@ def _problem_rows(host: Host) -> list[dict[str, Any]]:
             "reference": None,
             "primary_metric": None,
             "problem_version": None,
+            "box": None,
             "error": None,
         }
         try:
@@ -139,6 +109,7 @@ def _problem_rows(host: Host) -> list[dict[str, Any]]:
                 primary_metric=problem.primary_metric,
                 problem_version=problem.version,
                 jko_reference="jko" in problem.references,
+                box=None if problem.box is None else "wall" if problem.box.wall else "window",
             )
         except Exception as exc:  # a broken factory is listed, not fatal
             row["error"] = f"{type(exc).__name__}: {exc}"
@@ -196,16 +167,23 @@ def list_command(fmt: str, kind: str) -> None:
         table.add_column("dim", justify="right")
         table.add_column("reference", overflow="fold")
         table.add_column("primary metric", overflow="fold")
+        table.add_column("box", overflow="fold")
         table.add_column("plugin (distribution version)", overflow="fold")
         for r in payload["problems"]:
             label = _plugin_label(r["plugin"], r["distribution"], r["version"])
             if r["error"]:
                 table.add_row(
-                    r["name"], "[red]failed to build: " + escape(r["error"]) + "[/red]", "", "", "", label
+                    r["name"], "[red]failed to build: " + escape(r["error"]) + "[/red]", "", "", "", "", label
                 )
             else:
                 table.add_row(
-                    r["name"], r["family"], str(r["dim"]), r["reference"], r["primary_metric"], label
+                    r["name"],
+                    r["family"],
+                    str(r["dim"]),
+                    r["reference"],
+                    r["primary_metric"],
+                    r["box"] or "—",
+                    label,
                 )
         console.print(table)
     if payload["failures"]:
@@ -320,7 +298,7 @@ def resolution_command(
     console = _console()
     out = out if out is not None else default_run_dir(f"resolution-{tier}")
     if from_run is not None:
-        run_tier = store.read_manifest(from_run).get("tier")
+        run_tier = RunDir(from_run).manifest.tier
         if run_tier != tier:
             raise click.UsageError(f"{from_run} is tier {run_tier!r}, not {tier!r}: pass --tier {run_tier}")
         run_dir = from_run
@@ -364,114 +342,6 @@ def floors_command(problems: Sequence[str], tier: str, seeds: int) -> None:
 # show
 
 
-def _load_run(run: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    try:
-        return store.read_manifest(run), store.read_cases(run), store.read_results(run)
-    except WgfbenchError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _final_metrics(results: pd.DataFrame, metrics: Sequence[str] | None) -> pd.DataFrame:
-    """One row per (solver, problem, seed): the value of each metric at the problem's final time."""
-    timed = results[results["t"].notna()]
-    if timed.empty:
-        return pd.DataFrame()
-    t_final = timed.groupby("problem")["t"].transform("max")
-    final = timed[np.isclose(timed["t"], t_final)]
-    if metrics is None:
-        primary = _primary_metrics(final["problem"].unique())
-        wanted = list(dict.fromkeys([*KEY_METRICS, *primary]))
-        present = [m for m in wanted if m in set(final["metric"])]
-        if not present:
-            present = sorted(final["metric"].unique())
-    else:
-        present = list(metrics)
-    final = final[final["metric"].isin(present)]
-    # A metric logged per step at the final time (step ≥ 0) and per snapshot (step −1): keep the snapshot.
-    final = final.sort_values("step").groupby(["solver", "problem", "seed", "metric"], as_index=False).first()
-    table = final.pivot_table(
-        index=["problem", "solver", "seed"], columns="metric", values="value", aggfunc="first"
-    )
-    table = table[[m for m in present if m in table.columns]]
-    if metrics is None:  # the ranking score and the integrity flags of each case come first
-        per_case = results[results["t"].isna() & results["metric"].isin(CASE_METRICS)]
-        if not per_case.empty:
-            flags = per_case.pivot_table(
-                index=["problem", "solver", "seed"], columns="metric", values="value", aggfunc="first"
-            )
-            table = flags[[m for m in CASE_METRICS if m in flags.columns]].join(table, how="outer")
-    return table.reset_index()
-
-
-CASE_METRICS = ("trajectory_error", "flag_suspect", "flag_mass")
-"""Per-case rows that ``wgfbench show`` puts before the final-time metrics."""
-
-
-def _primary_metrics(problems: Sequence[str]) -> list[str]:
-    host = default_host()
-    out = []
-    for name in problems:
-        if name in host.problems:
-            try:
-                out.append(wgfbench.get_problem(name, host).primary_metric)
-            except Exception:  # show must work even if a problem no longer builds
-                pass
-    return out
-
-
-def _plot_final_snapshots(run: Path, cases: pd.DataFrame, manifest: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-
-    from wgfbench.seeding import reference_seed
-
-    ok = cases[cases["status"] == "ok"]
-    if ok.empty:
-        raise click.UsageError("no ok case to plot")
-    n = len(ok)
-    ncols = min(4, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False)
-    host = default_host()
-    for ax, (_, row) in zip(axes.flat, ok.iterrows(), strict=False):
-        arrays = store.load_npz(store.final_snapshot_path(run, row["case_key"]))
-        x, t = arrays["x"], float(arrays["t"])
-        ref = None
-        if row["problem"] in host.problems:
-            try:
-                problem = wgfbench.get_problem(row["problem"], host)
-                gen = torch.Generator().manual_seed(
-                    reference_seed(
-                        int(manifest.get("base_seed", 0)), row["problem"], int(row["seed"]), t, "show"
-                    )
-                )
-                ref = problem.reference.sample(t, x.shape[0], gen).numpy()
-            except Exception:
-                ref = None
-        if x.shape[1] == 1:
-            bins = np.histogram_bin_edges(
-                np.concatenate([x[:, 0]] + ([ref[:, 0]] if ref is not None else [])), 40
-            )
-            if ref is not None:
-                ax.hist(ref[:, 0], bins=bins, density=True, alpha=0.4, color="grey", label="reference")
-            ax.hist(x[:, 0], bins=bins, density=True, histtype="step", color="C0", label="solver")
-        else:
-            if ref is not None:
-                ax.scatter(ref[:, 0], ref[:, 1], s=2, color="grey", alpha=0.4, label="reference")
-            ax.scatter(x[:, 0], x[:, 1], s=2, color="C0", alpha=0.6, label="solver")
-        ax.set_title(f"{row['solver']}\n{row['problem']} #{row['seed']} t={t:g}", fontsize=8)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[n:]:
-        ax.set_axis_off()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 @main.command("show")
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--metric", "metrics", multiple=True, help="Metrics to show at the final time (repeatable).")
@@ -479,89 +349,17 @@ def _plot_final_snapshots(run: Path, cases: pd.DataFrame, manifest: dict[str, An
     "--figure",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also save the final snapshots beside reference samples to this image file.",
+    help="Also save the final snapshots beside reference draws to this image file.",
 )
 def show_command(run: Path, metrics: Sequence[str], figure: Path | None) -> None:
     """Summarise a run directory: manifest, one line per case (status, error, timings) and the key
     metrics at the final time."""
-    manifest, cases, results = _load_run(run)
-    console = _console()
-    versions = manifest.get("versions", {})
-    machine = manifest.get("machine", {})
-    status = (
-        "completed " + manifest["completed"]
-        if manifest.get("completed")
-        else ("interrupted" if manifest.get("interrupted") else "in progress or killed (not completed)")
-    )
-    plan = manifest.get("plan", {})
-    n_ok, n_failed = int((cases["status"] == "ok").sum()), int((cases["status"] == "failed").sum())
-    m = manifest.get
-    gpu = f", GPU {machine['cuda_device']}" if machine.get("cuda_device") else ""
-    console.print(f"[bold]Run[/bold] {escape(str(m('run_id')))}  ({escape(str(run))})")
-    lines = [
-        f"created {m('created')}; {status}",
-        f"tier {m('tier')} (n_eval {m('n_eval')}, budget {m('budget_seconds')} s), {m('seeds')} seed(s), "
-        f"base seed {m('base_seed')}, device {m('device')}, {m('dtype')}",
-        f"{len(cases)}/{len(plan.get('cases', []))} case(s) committed: {n_ok} ok, {n_failed} failed; "
-        f"{len(plan.get('skipped', []))} pair(s) skipped",
-        f"wgfbench {versions.get('wgfbench')}, torch {versions.get('torch')}, POT {versions.get('pot')}, "
-        f"python {versions.get('python')}; git {m('git_revision')}",
-        f"{machine.get('cpu_model')}, {machine.get('torch_threads')} torch threads, "
-        f"host {machine.get('host')}{gpu}",
-        f"command: {m('command')}",
-    ]
-    for line in lines:
-        console.print("  " + line, markup=False)
+    from wgfbench.reports.show import show_run
 
-    table = Table(title="Cases", title_justify="left")
-    for col, justify in (
-        ("problem", "left"),
-        ("solver", "left"),
-        ("seed", "right"),
-        ("status", "left"),
-        ("prepare s", "right"),
-        ("solve s", "right"),
-        ("score s", "right"),
-        ("steps", "right"),
-        ("peak MB", "right"),
-        ("error", "left"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for _, r in cases.iterrows():
-        ok = r["status"] == "ok"
-        table.add_row(
-            r["problem"],
-            r["solver"],
-            str(r["seed"]),
-            "[green]ok[/green]" if ok else "[red]failed[/red]",
-            _seconds(r["prepare_seconds"]),
-            _seconds(r["solve_seconds"]),
-            _seconds(r["score_seconds"]),
-            _fmt(None if pd.isna(r["n_steps"]) else int(r["n_steps"])),
-            _fmt(r["peak_memory_mb"], 4),
-            "" if ok else escape(f"{r['error_type']}: {_first_line(r['error'])}"),
-        )
-    console.print(table)
-    skips = [(s["solver"], s["problem"], s["reason"]) for s in plan.get("skipped", [])]
-    for solver, reason, names in _grouped_skips(skips):
-        console.print("  [yellow]skipped[/yellow] " + escape(f"{solver} × {', '.join(names)}: {reason}"))
-
-    final = _final_metrics(results, list(metrics) if metrics else None)
-    if not final.empty:
-        table = Table(title="Metrics at the final time", title_justify="left")
-        for col in final.columns:
-            table.add_column(str(col), justify="left" if col in ("problem", "solver") else "right")
-        for _, r in final.iterrows():
-            table.add_row(*[_fmt(v) if col not in ("problem", "solver") else str(v) for col, v in r.items()])
-        console.print(table)
-    elif metrics:
-        console.print(f"[yellow]none of the metrics {', '.join(metrics)} is in this run[/yellow]")
-    if figure is not None:
-        try:
-            _plot_final_snapshots(run, cases, manifest, figure)
-        except WgfbenchError as exc:
-            raise click.UsageError(str(exc)) from None
-        console.print(f"final snapshots saved to {figure}")
+    try:
+        show_run(RunDir(run), _console(), list(metrics) or None, figure)
+    except WgfbenchError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -577,7 +375,7 @@ def show_command(run: Path, metrics: Sequence[str], figure: Path | None) -> None
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Write markdown, CSV, HTML and figures here.",
+    help="Write markdown, HTML (self-contained), CSV and figures here.",
 )
 @click.option(
     "--readme",
@@ -586,10 +384,16 @@ def show_command(run: Path, metrics: Sequence[str], figure: Path | None) -> None
     help="Rewrite the generated problem × solver table between the leaderboard-table markers of this "
     "markdown file (the README's reference-campaign table).",
 )
-def leaderboard_command(runs: Sequence[Path], out: Path | None, readme: Path | None) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Also print every per-problem table and the failures (the written files always have them).",
+)
+def leaderboard_command(runs: Sequence[Path], out: Path | None, readme: Path | None, full: bool) -> None:
     """Rank solvers per problem by the trajectory error (rel_error averaged over every snapshot),
-    with the final-time error, excess over the floor, energy error and wall time, across one or
-    more runs of the same tier; trivial baselines and flags included."""
+    with the final-time error, excess over the floor, energy error, energy rises, wall time and
+    peak memory, across one or more runs of the same tier; trivial baselines and flags included.
+    Prints the summary and a problem × solver matrix; --out writes every table and figure."""
     from wgfbench.reports.leaderboard import build_leaderboard, replace_readme_table
 
     try:
@@ -600,11 +404,10 @@ def leaderboard_command(runs: Sequence[Path], out: Path | None, readme: Path | N
             )
     except WgfbenchError as exc:
         raise click.UsageError(str(exc)) from None
-    board.to_console(_console())
-    if out is not None:
-        _console().print(f"leaderboard written to {out}")
+    console = _console()
+    board.to_console(console, full=full)
     if readme is not None:
-        _console().print(f"table rewritten in {readme}")
+        console.print(f"table rewritten in {readme}", markup=False, highlight=False)
 
 
 @main.group("reference")
@@ -676,6 +479,15 @@ def reference_verify_command(problem: str, tolerance: float) -> None:
 
 
 from wgfbench.cli import run as _run_commands  # noqa: E402,F401  (registers `run` and `rerun`)
+from wgfbench.cli.compare import compare_command  # noqa: E402
+from wgfbench.cli.readme import readme_command  # noqa: E402
+
+main.add_command(readme_command)
+main.add_command(compare_command)
+
+from wgfbench.cli.scaffold import new_plugin_command  # noqa: E402
+
+main.add_command(new_plugin_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -22,6 +22,7 @@ from wgfbench.context import TIERS
 from wgfbench.errors import WgfbenchError
 from wgfbench.host import default_host
 from wgfbench.metrics.cache import FloorCache
+from wgfbench.rundir import Manifest, RunDir
 from wgfbench.runner import (
     DTYPES,
     EXECUTORS,
@@ -247,6 +248,10 @@ def run_campaign(
             f"pair(s) skipped; {result.ran} ran now, {result.reused} kept from before. Run directory: "
             f"{run_dir}\nInspect with: wgfbench show {run_dir}"
         )
+        if result.n_ok:  # the run's leaderboard: summary and the compact problem × solver matrix
+            from wgfbench.reports.console import print_run_leaderboard
+
+            print_run_leaderboard(run_dir, console)
         results.append(result)
     return results
 
@@ -412,13 +417,12 @@ def run_command(
     )
 
 
-def spec_from_manifest(manifest: dict[str, Any], run: Path) -> CampaignSpec:
+def spec_from_manifest(manifest: Manifest, run: Path) -> CampaignSpec:
     """The campaign that made a run: its recorded ``spec`` or, for runs written before campaign
     specs were recorded, one rebuilt from the plan (solvers, problems, overrides, seeds, tier)."""
-    if manifest.get("spec"):
-        return parse_campaign(manifest["spec"], f"{run}/manifest.json spec")
-    cases = manifest.get("plan", {}).get("cases", [])
-    skipped = manifest.get("plan", {}).get("skipped", [])
+    if manifest.spec:
+        return parse_campaign(manifest.spec, f"{run}/manifest.json spec")
+    cases, skipped = manifest.plan_cases(), manifest.plan_skipped()
     if not cases:
         raise WgfbenchError(f"{run}: its manifest records no plan to rerun")
     overrides: dict[str, dict[str, Any]] = {}
@@ -430,12 +434,12 @@ def spec_from_manifest(manifest: dict[str, Any], run: Path) -> CampaignSpec:
         {
             "solvers": sorted({c["solver"] for c in rows}),
             "problems": sorted({c["problem"] for c in rows}),
-            "seeds": int(manifest.get("seeds") or 1),
-            "tiers": [manifest["tier"]],
-            "base_seed": int(manifest.get("base_seed", 0)),
-            "device": manifest.get("device", "cpu"),
-            "dtype": manifest.get("dtype", "float64"),
-            "budget": manifest.get("budget_seconds"),
+            "seeds": manifest.seeds,
+            "tiers": [manifest.tier],
+            "base_seed": manifest.base_seed,
+            "device": manifest.device,
+            "dtype": manifest.dtype,
+            "budget": manifest.budget_seconds,
             "set": overrides,
         },
         f"{run}/manifest.json",
@@ -474,13 +478,13 @@ def rerun_command(
     """Reproduce a run from its manifest: the same campaign (solvers, problems, seeds, tier,
     overrides, base seed, device, dtype, budget) into a new run directory."""
     try:
-        manifest = store.read_manifest(run)
+        manifest = RunDir(run).manifest
         spec = spec_from_manifest(manifest, run)
-        spec = spec.model_copy(update={"tiers": [manifest["tier"]], "out": None})
+        spec = spec.model_copy(update={"tiers": [manifest.tier], "out": None})
         spec = with_executor_options(spec, executor, workers, scheduler)
         salt = None
         if same_salt:
-            salt = (manifest.get("scoring") or {}).get("salt")
+            salt = manifest.scoring.salt
             if not salt:
                 raise WgfbenchError(
                     f"{run} has no revealed scoring salt (its last session did not stop cleanly)"

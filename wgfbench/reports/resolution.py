@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wgfbench import store
+from wgfbench.rundir import RunDir
 
 RESOLUTION_TARGET = 0.02
 """The target of the resolution table at the quick tier: final ``rel_error`` of exact samples
@@ -25,7 +25,7 @@ def resolution_table(run_dir: Path, problems: dict[str, object] | None = None) -
     over seeds of the final ``rel_error``, of ``trajectory_error`` and of ``floor_ratio`` of the
     ``reference`` rows in ``run_dir``; ``meets`` = final ``rel_error`` ≤ :data:`RESOLUTION_TARGET`.
     ``problems`` maps names to :class:`~wgfbench.Problem` for the primary and reference kind."""
-    results = store.read_results(run_dir)
+    results = RunDir(run_dir).results()
     results = results[results.solver == "reference"]
     rel = results[results.metric == "rel_error"]
     final_t = rel.groupby("problem").t.transform("max")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,10 @@ from rich.console import Console
 
 from wgfbench import store
 from wgfbench.errors import WgfbenchError
-from wgfbench.reports.leaderboard import _interval_ranks, build_leaderboard, display_table, slugify
+from wgfbench.reports.console import compact_matrices
+from wgfbench.reports.leaderboard import build_leaderboard
+from wgfbench.reports.ranking import _interval_ranks
+from wgfbench.reports.tables import FAILED_MARK, MISSING, display_table, slugify
 
 ROLES = {"reference": "calibration", "frozen": "baseline", "equilibrium": "baseline"}
 P1 = "fokker-planck/ou-1d"
@@ -327,11 +331,14 @@ def test_files_written(runs: tuple[Path, Path], tmp_path: Path) -> None:
     assert "problems_at_floor" in summary_csv.columns
 
     page = (out / "leaderboard.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == 2
+    pngs = [f for f in board.files if f.suffix == ".png"]
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == len(pngs) == 5
+    assert set(board.problem_figures[P1]) == {"error", "pareto"}  # no energy rows, no snapshots here
+    assert set(board.summary_figures) == {"pareto"}
     assert "beta" in page and "BudgetExceeded" in page
 
     console = Console(file=io.StringIO(), width=250, color_system=None)
-    board.to_console(console)
+    board.to_console(console, full=True)
     text = console.file.getvalue()
     assert all(name in text for name in ("alpha", "beta", "gamma", "delta", "doomed", P1, P2))
     assert "[min–max]" in text and "[0.05–0.07]" in text  # brackets are not eaten as rich markup
@@ -579,3 +586,52 @@ def test_fails_to_beat_unless_strictly_below_the_baseline(tmp_path: Path) -> Non
     s = board.summary.set_index("solver")
     assert s.loc["meh", "below_a_baseline"] == P1 and s.loc["fine", "below_a_baseline"] == ""
     assert board.matrix().iloc[0]["meh"].endswith("↓")
+
+
+def test_matrix_marks_failed_partly_failed_and_unsupported(runs: tuple[Path, Path]) -> None:
+    board = build_leaderboard(list(runs))
+    shown = board.matrix().set_index("problem")
+    assert shown.loc[f"`{P1}`", "doomed"] == shown.loc[f"`{P2}`", "doomed"] == FAILED_MARK  # ran, all failed
+    assert shown.loc[f"`{P1}`", "gamma"] == "0.169 (2/3 ok)"  # seed 2 failed: 0.75 × 0.225
+    assert shown.loc[f"`{P2}`", "delta"] == MISSING  # delta never ran on P2: not supported
+    assert shown.loc[f"`{P1}`", "beta"] == "**0.045**"
+    readme = board.to_readme_table()
+    assert f"{FAILED_MARK}: it ran and every seed failed" in readme and f"{MISSING}: not supported" in readme
+    shown_p1 = display_table(board.per_problem[P1]).set_index("solver")
+    assert shown_p1.loc["doomed", "trajectory error, median [interval]"] == FAILED_MARK
+    assert "1/3 seed(s) failed" in shown_p1.loc["gamma", "flags"]
+    assert shown_p1.loc["beta", "flags"] == ""
+
+
+def test_compact_matrix_fits_120_columns_with_many_solvers_and_problems(tmp_path: Path) -> None:
+    problems = [f"some-long-family-name/problem-number-{i}-{d}d" for i, d in enumerate(range(1, 25))]
+    solvers = [f"a-rather-long-solver-name-{i}" for i in range(14)] + ["frozen", "reference"]
+    finals = {
+        s: [0.1 + 0.01 * j, 0.11 + 0.01 * j, FAIL if j % 5 == 0 else 0.12] for j, s in enumerate(solvers)
+    }
+    plan = {p: dict(finals) for p in problems}
+    plan[problems[0]]["a-rather-long-solver-name-3"] = [FAIL, FAIL, FAIL]
+    del plan[problems[1]]["a-rather-long-solver-name-4"]
+    board = build_leaderboard([write_run(tmp_path, "run-many", "quick", "2025-01-01T00:00:00+00:00", plan)])
+
+    tables, key = compact_matrices(board, width=120)
+    assert len(tables) >= 2  # 16 columns do not fit in one
+    covered = [column.header.plain for table in tables for column in table.columns[1:]]
+    assert len(covered) == len(solvers) and len(set(covered)) == len(covered)
+    assert set(key.values()) == {s for s in solvers if len(s) > 8}
+    for table in tables:
+        assert table.row_count == len(problems)
+
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    board.to_console(console)
+    lines = console.file.getvalue().splitlines()
+    assert all(len(line) <= 120 for line in lines), max(lines, key=len)
+    text = "\n".join(lines)
+    assert "…" not in text
+    for problem in problems:  # one line per problem and table: nothing wrapped, nothing cut
+        short = "slfn/" + problem.split("/", 1)[1]
+        rows = [line for line in lines if re.match(rf"\s*{re.escape(short)}\s", line)]
+        assert len(rows) == len(tables), (problem, rows)
+    assert FAILED_MARK in text and "a-rather-long-solver-name-3" in text  # in the key
+    row = next(line for line in lines if line.strip().startswith("slfn/problem-number-1-2d "))
+    assert MISSING in row
