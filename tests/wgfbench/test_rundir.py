@@ -51,14 +51,14 @@ def test_unknown_fields_survive_a_round_trip(tmp_path):
 def test_a_field_of_the_wrong_type_names_the_file_and_the_field(tmp_path):
     store.write_manifest(tmp_path, {"schema_version": 3, "run_id": "r", "base_seed": "zero"})
     with pytest.raises(StoreError, match=r"manifest.json is not a valid wgfbench manifest \(base_seed"):
-        RunDir(tmp_path).manifest
+        _ = RunDir(tmp_path).manifest
 
 
 def test_a_directory_that_is_not_a_run_says_so(tmp_path):
     run = RunDir(tmp_path)
     assert not run.exists
     with pytest.raises(StoreError, match="not a wgfbench run directory"):
-        run.manifest
+        _ = run.manifest
 
 
 def test_manifest_status_and_versions():
