@@ -202,7 +202,7 @@ PROBLEM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._+-]*$")
 """Problem names: ``family/id`` in lower case (letters, digits, ``.``, ``_``, ``-``; also ``+``
 in the id)."""
 
-SOLVER_NAME = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+SOLVER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 """Solver names: one lower-case word (letters, digits, ``.``, ``_``, ``+``, ``-``)."""
 
 GLOB_CHARACTERS = frozenset("*?[]")

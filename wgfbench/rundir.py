@@ -1,9 +1,10 @@
 """The run directory as one typed object: :class:`RunDir` reads and writes it, :class:`Manifest`
 is its ``manifest.json``.
 
-The runner writes a run through a :class:`RunDir` (:mod:`wgfbench.runner.campaign`); ``wgfbench
-show``, the leaderboard (:mod:`wgfbench.reports.leaderboard`) and ``wgfbench compare``
-(:mod:`wgfbench.reports.compare`) read it through one. File formats, atomic writes and the
+The runner writes the manifest and consolidates a run through a :class:`RunDir`
+(:mod:`wgfbench.runner.campaign`; its per-case commits go through :mod:`wgfbench.store` directly);
+``wgfbench show``, the leaderboard (:mod:`wgfbench.reports.leaderboard`) and ``wgfbench compare``
+(:mod:`wgfbench.reports.compare`) read runs through one. File formats, atomic writes and the
 fallback to parts live in :mod:`wgfbench.store`; this module gives them names and types, so no
 reader digs in a JSON dict with ``.get``::
 
@@ -41,7 +42,7 @@ class _Record(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="allow", validate_assignment=True)
 
     def plain(self) -> dict[str, Any]:
-        """The JSON object to write (unknown fields included, in the order they were read)."""
+        """The JSON object to write: known fields, then the unknown ones kept from the file."""
         return self.model_dump(mode="json")
 
 
@@ -202,7 +203,7 @@ class RunDir:
     # -- manifest ---------------------------------------------------------------------------------
 
     @property
-    def exists(self) -> bool:
+    def has_manifest(self) -> bool:
         """Whether the directory holds a manifest (a run was started in it)."""
         return store.manifest_path(self.path).is_file()
 

@@ -181,3 +181,25 @@ def test_results_without_final_snapshot_metrics_still_compare(runs, tmp_path):
     comparison = compare_runs(runs["base"], head)
     assert "energy_error_final" not in set(comparison.rows["metric"])
     assert isinstance(comparison.costs, pd.DataFrame) and len(comparison.costs)
+
+
+def test_the_measurement_in_docs_ci_is_its_committed_table(tmp_path):
+    """docs/ci.md shows leaderboards/compare-noise/table.md verbatim, and that table is what
+    benchmarks/compare_noise.py computes from the committed runs (all but the line naming the
+    output file)."""
+    import subprocess
+    import sys
+
+    from wgfbench.reports.readme import stale_blocks
+
+    docs = ROOT / "docs" / "ci.md"
+    assert stale_blocks(docs.read_text(), docs.parent) == []
+    out = tmp_path / "table.md"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare_noise.py"), "--out", str(out)],
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
+    )
+    committed = (ROOT / "leaderboards" / "compare-noise" / "table.md").read_text()
+    assert out.read_text().splitlines()[:-1] == committed.splitlines()[:-1]

@@ -1,6 +1,8 @@
-"""The ``wgfbench`` command line: ``list``, ``run``, ``rerun``, ``show``, ``leaderboard``, ``reference``.
-
-``run`` and ``rerun`` (campaigns and their progress display) live in :mod:`wgfbench.cli.run`.
+"""The ``wgfbench`` command line: ``list``, ``show``, ``leaderboard``, ``resolution``, ``floors`` and
+``reference`` here; ``run`` and ``rerun`` (campaigns and their progress display) in
+:mod:`wgfbench.cli.run`; ``compare`` in :mod:`wgfbench.cli.compare`; ``readme`` in
+:mod:`wgfbench.cli.readme`; ``new-plugin`` in :mod:`wgfbench.cli.scaffold`. Commands only parse
+options and call the library (reports, runner, scaffold).
 
 Exit codes: 0 when the command did its job (a run in which some cases failed *did* its job:
 failures are results), 2 on a usage error (unknown names — with close matches —, bad configs
@@ -56,7 +58,11 @@ def main() -> None:
     wgfbench list                      solvers and problems, with the plugins providing them
     wgfbench run -s PAT -p PAT         run a campaign into a run directory
     wgfbench show RUN                  a run's manifest, cases and final metrics
-    wgfbench leaderboard RUN... --out  ranked tables and figures
+    wgfbench leaderboard RUN... --out  ranked tables, figures and one HTML report
+    wgfbench compare BASE HEAD         what a branch changed, regressions told from noise
+    wgfbench new-plugin NAME           a working plugin skeleton with its conformance tests
+    wgfbench resolution / floors       what exact samples score; the floor cache
+    wgfbench readme [--check]          the README's generated result tables
     """
 
 

@@ -50,9 +50,10 @@ def compare_command(
     base: Path, head: Path, out: Path | None, rel_tolerance: float, abs_tolerance: float, metrics, quiet: bool
 ) -> None:
     """Report what changed from run BASE to run HEAD, per solver, problem and metric, telling
-    regressions from seed noise. Exit status 1 when HEAD regressed (a metric's median moved by
-    more than max(tolerance, 3 × pooled MAD over seeds) with non-overlapping intervals, or a case
-    that was ok in BASE fails), 0 otherwise."""
+    regressions from seed noise. Exit status 1 when HEAD regressed (a metric's median rose by more
+    than max(tolerance, the metric's noise floor, 3 × the pooled MAD over seeds) with HEAD's
+    interval strictly above BASE's, or a case that was ok in BASE fails), 0 otherwise; both runs
+    must be complete."""
     try:
         comparison = compare_runs(
             base, head, rel_tolerance=rel_tolerance, abs_tolerance=abs_tolerance, metrics=metrics or None

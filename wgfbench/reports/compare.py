@@ -65,6 +65,8 @@ import numpy as np
 import pandas as pd
 
 from wgfbench.errors import WgfbenchError
+from wgfbench.reports.ranking import _interval as _score_interval
+from wgfbench.reports.tables import _markdown_table
 from wgfbench.rundir import RunDir
 
 __all__ = [
@@ -157,13 +159,10 @@ def _dissipated(results: pd.DataFrame, index: list[str]) -> pd.Series:
 
 
 def _interval(values: np.ndarray, floors: np.ndarray) -> tuple[float, float]:
-    """[min, max] over ≥ 2 seeds; with one seed value ± its floor (the leaderboard's rule); a
-    point without a floor."""
-    if values.size >= 2:
-        return float(values.min()), float(values.max())
-    value = float(values[0])
-    floor = float(floors[0]) if floors.size and np.isfinite(floors[0]) and floors[0] >= 0 else 0.0
-    return value - floor, value + floor
+    """The leaderboard's interval of a row (:func:`wgfbench.reports.ranking._interval`): [min, max]
+    over ≥ 2 seeds; with one seed value ± its floor, or the point without one."""
+    low, high, _ = _score_interval(pd.Series(values), pd.Series(floors[: values.size], dtype=float))
+    return low, high
 
 
 def _floors(group: pd.DataFrame, values: pd.Series, metric: str) -> np.ndarray:
@@ -270,7 +269,7 @@ class Comparison:
         problem shows here before any single row crosses its threshold)."""
         traj = self.rows[self.rows["metric"] == "trajectory_error"]
         records = []
-        for solver, rows in self.rows.groupby("solver", sort=True):
+        for solver, rows in self.judged.groupby("solver", sort=True):
             mine = traj[traj["solver"] == solver]["relative"].dropna()
             records.append(
                 {
@@ -301,15 +300,15 @@ class Comparison:
             f"- tier `{h.tier}`; a row regresses when its median over seeds rises by more than "
             f"max(tolerance, {MAD_FACTOR:g} σ̂) and its interval lies strictly above the base's; σ̂ is "
             f"the pooled MAD over seeds scaled to a standard deviation; tolerance = "
-            f"max({self.abs_tolerance:g}, {self.rel_tolerance:.0%} of the base median). Every metric "
-            "is lower-is-better.",
+            f"max({self.abs_tolerance:g}, {self.rel_tolerance:.0%} of the base median, the metric's "
+            "noise floor: what exact samples score). Every metric is lower-is-better.",
             "",
         ]
         if len(self.rows):
-            lines += ["### Per solver", "", _markdown(self.per_solver()), ""]
+            lines += ["### Per solver", "", _markdown_table(self.per_solver()), ""]
         for title, frame in (("Regressions", self.regressions), ("Improvements", self.improvements)):
             lines += [f"### {title} ({len(frame)})", ""]
-            lines += [_markdown(_display_rows(frame)), ""] if len(frame) else ["None.", ""]
+            lines += [_markdown_table(_display_rows(frame)), ""] if len(frame) else ["None.", ""]
         noted = self.rows[~self.rows["metric"].isin(JUDGED) & (self.rows["verdict"] != "unchanged")]
         if len(noted):
             lines += [
@@ -318,11 +317,11 @@ class Comparison:
                 "The energy estimate is noise-dominated at small tiers; these moves do not fail "
                 "the comparison.",
                 "",
-                _markdown(_display_rows(noted)),
+                _markdown_table(_display_rows(noted)),
                 "",
             ]
         if len(self.status):
-            lines += ["### Status changes", "", _markdown(self.status), ""]
+            lines += ["### Status changes", "", _markdown_table(self.status), ""]
         for title, pairs in (("Only in base", self.only_base), ("Only in head", self.only_head)):
             if pairs:
                 lines += [f"### {title} (not judged)", "", ", ".join(f"`{s}` on `{p}`" for s, p in pairs), ""]
@@ -330,7 +329,7 @@ class Comparison:
             lines += [
                 "<details><summary>Every compared row</summary>",
                 "",
-                _markdown(_display_rows(self.rows)),
+                _markdown_table(_display_rows(self.rows)),
                 "",
                 "</details>",
                 "",
@@ -339,7 +338,7 @@ class Comparison:
             lines += [
                 "<details><summary>Costs (median seconds per case; reported, not judged)</summary>",
                 "",
-                _markdown(self.costs.round(3)),
+                _markdown_table(self.costs.round(3)),
                 "",
                 "</details>",
                 "",
@@ -374,16 +373,6 @@ def _display_rows(rows: pd.DataFrame) -> pd.DataFrame:
             "verdict": rows["verdict"],
         }
     )
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 
 def _judge(
@@ -422,8 +411,9 @@ def _judge(
 
 def _status_changes(base_cases: pd.DataFrame, head_cases: pd.DataFrame) -> pd.DataFrame:
     index = ["solver", "problem", "seed"]
-    b = base_cases[base_cases["status"] != "skipped"].set_index(index)
-    h = head_cases[head_cases["status"] != "skipped"].set_index(index)
+    # A case written twice (a resumed run) counts once, as its last record.
+    b = base_cases.drop_duplicates(index, keep="last").set_index(index)
+    h = head_cases.drop_duplicates(index, keep="last").set_index(index)
     both = b.index.intersection(h.index)
     rows = []
     for key in both:
@@ -445,6 +435,19 @@ def _status_changes(base_cases: pd.DataFrame, head_cases: pd.DataFrame) -> pd.Da
         )
     columns = ["solver", "problem", "seed", "base", "head", "error", "verdict"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _check_complete(run: RunDir) -> None:
+    """:class:`WgfbenchError` unless every planned case of ``run`` is committed: a run killed
+    half-way would otherwise pass for one with fewer cases."""
+    planned = {c["key"] for c in run.manifest.plan_cases()}
+    committed = set(run.cases()["case_key"]) if planned else set()
+    missing = planned - committed
+    if missing:
+        raise WgfbenchError(
+            f"{run.path} is not a complete run ({len(planned) - len(missing)} of {len(planned)} planned "
+            f"cases committed): finish it with `wgfbench run ... --out {run.path} --resume` before comparing"
+        )
 
 
 def compare_runs(
@@ -478,10 +481,12 @@ def compare_runs(
             f"{base.path} was scored by scoring scheme {b.scoring_version} and {head.path} by "
             f"{h.scoring_version}: rerun the base with this wgfbench (docs/scoring.md)"
         )
+    for run in (base, head):
+        _check_complete(run)
     base_cases, base_values = _per_seed(base)
     head_cases, head_values = _per_seed(head)
-    pairs_b = set(map(tuple, base_cases.loc[base_cases["status"] != "skipped", _KEY].to_numpy()))
-    pairs_h = set(map(tuple, head_cases.loc[head_cases["status"] != "skipped", _KEY].to_numpy()))
+    pairs_b = set(map(tuple, base_cases[_KEY].to_numpy()))
+    pairs_h = set(map(tuple, head_cases[_KEY].to_numpy()))
     common = sorted(pairs_b & pairs_h)
     if not common:
         raise WgfbenchError(f"{base.path} and {head.path} share no (solver, problem) pair to compare")

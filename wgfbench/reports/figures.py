@@ -51,8 +51,8 @@ def new_figure(width: float, height: float) -> Figure:
 
 def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
     """Write ``fig`` as a PNG with an adaptive 256-colour palette: line plots and heat maps lose
-    nothing visible, and the files (and the HTML report that embeds them) are about a third of
-    the size of full-colour ones."""
+    nothing visible, and the files shrink with the HTML report that embeds them (the committed
+    quick-tier report went from 13.2 MB to 4.4 MB)."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)

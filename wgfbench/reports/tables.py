@@ -37,6 +37,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _fmt_score(value: float) -> str:
+    """A matrix cell's score: three decimals (columns align), scientific below 5·10⁻⁴ so that a
+    small score never reads as 0.000."""
+    return f"{value:.3f}" if value == 0 or abs(value) >= 5e-4 else f"{value:.1e}"
+
+
 def _fmt_spread(row: pd.Series, quantity: str) -> str:
     median, lo, hi = row[f"{quantity}_median"], row[f"{quantity}_min"], row[f"{quantity}_max"]
     if pd.isna(median):
@@ -295,7 +301,9 @@ def matrix_cells(
             marks += ("↓" if entry["fails_to_beat"] else "") + ("!" if entry["suspect_seeds"] else "")
             marks += "m" if entry["mass_flag_seeds"] else ""
             partial = f"{entry['seeds_ok']}/{entry['seeds_total']}" if _partly_failed(entry) else ""
-            row[name] = MatrixCell(f"{entry['trajectory_error_median']:.3f}", marks, name in first, partial)
+            row[name] = MatrixCell(
+                _fmt_score(entry["trajectory_error_median"]), marks, name in first, partial
+            )
         cells[problem] = row
     return columns, cells
 

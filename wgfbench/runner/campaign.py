@@ -300,7 +300,7 @@ def _run_locked(
     entries = _plan_entries(plan, keys)
     now = utc_now()
     run = RunDir(out)
-    if run.exists:
+    if run.has_manifest:
         manifest = run.manifest
         for name in ("tier", "base_seed", "device", "dtype", "budget"):
             recorded = getattr(manifest, "budget_seconds" if name == "budget" else name)
@@ -335,7 +335,7 @@ def _run_locked(
             "budget_seconds": plan.budget,
             "budget_clock": "cpu_per_thread",
             "base_seed": plan.base_seed,
-            "seeds": max(plan.seeds, manifest.seeds if run.exists else 0),
+            "seeds": max(plan.seeds, manifest.seeds if run.has_manifest else 0),
             "device": plan.device,
             "dtype": plan.dtype,
             "plan": entries,
