@@ -185,6 +185,60 @@ def reference_draw(problem: Any, t: float, n: int, seed: int) -> np.ndarray | No
     )
 
 
+def reference_beside(
+    problem: str, t: float, n: int, base_seed: int, seed: int
+) -> tuple[np.ndarray | None, Any]:
+    """What a snapshot panel shows beside a solver's points: ``(draw, density)``, ``n`` points of
+    the registered problem's reference at ``t`` (generator seeded by ``reference_seed(base_seed,
+    problem, seed, t, "show")``, never the scoring salt) and, in 1-D, x ↦ its density. Both are
+    ``None`` when the problem is not registered here, no longer builds or cannot sample at ``t``:
+    a figure never fails a report."""
+    import wgfbench
+    from wgfbench.host import default_host
+    from wgfbench.seeding import reference_seed
+
+    host = default_host()
+    if problem not in host.problems:
+        return None, None
+    try:
+        spec = wgfbench.get_problem(problem, host)
+    except Exception:  # a problem that no longer builds still gets its snapshots drawn
+        return None, None
+    draw = reference_draw(spec, t, n, reference_seed(base_seed, problem, seed, t, "show"))
+    density = _density_1d(spec, t) if draw is not None and draw.shape[1] == 1 else None
+    return draw, density
+
+
+def load_snapshot(run: Any, case_key: str, label: str) -> Snapshot | None:
+    """The stored final snapshot of a case of ``run`` (a :class:`wgfbench.rundir.RunDir`) as a
+    :class:`Snapshot`, or ``None`` when it has none (an older run, a case that failed to store)."""
+    from wgfbench.errors import WgfbenchError
+
+    try:
+        arrays = run.final_snapshot(case_key)
+    except (WgfbenchError, OSError):
+        return None
+    x = arrays.get("x")
+    if x is None or x.ndim != 2 or not len(x):
+        return None
+    return Snapshot(label, np.asarray(x), float(arrays["t"]))
+
+
+def _density_1d(problem: Any, t: float) -> Any:
+    """x ↦ the reference density of ``problem`` at ``t`` on a 1-D grid (``None`` without one)."""
+    import torch
+
+    log_density = getattr(getattr(problem, "reference", None), "log_density", None)
+    if log_density is None:
+        return None
+
+    def density(grid: np.ndarray) -> np.ndarray:
+        values = log_density(float(t), torch.as_tensor(grid[:, None], dtype=torch.float64))
+        return np.exp(np.asarray(values.detach().cpu().numpy(), dtype=float).reshape(-1))
+
+    return density
+
+
 def _limits(clouds: Sequence[np.ndarray], axis: int) -> tuple[float, float]:
     """A shared range of coordinate ``axis``: the 0.5–99.5 % quantiles of all clouds, widened 5 %."""
     values = np.concatenate([c[:, axis] for c in clouds if len(c)])

@@ -33,12 +33,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from wgfbench import store
@@ -583,12 +582,8 @@ def _unique_slug(problem: str, used: set[str]) -> str:
 
 def _snapshot_figure(board: Leaderboard, problem: str, order: list[str], path: Path) -> Path | None:
     """The final snapshot of the first ok seed of each row of ``problem`` beside a reference draw
-    at its time (seeded by ``reference_seed(base_seed, problem, seed, t, "show")``), or ``None``
-    when no case of the problem has a stored snapshot."""
-    import wgfbench
-    from wgfbench.host import default_host
-    from wgfbench.seeding import reference_seed
-
+    at its time (:func:`wgfbench.reports.figures.reference_beside`), or ``None`` when no case of
+    the problem has a stored snapshot."""
     cases = board.cases
     ok = cases[(cases["problem"] == problem) & (cases["status"] == "ok")] if len(cases) else cases
     if ok.empty or "case_key" not in ok:
@@ -596,53 +591,20 @@ def _snapshot_figure(board: Leaderboard, problem: str, order: list[str], path: P
     snapshots: list[figs.Snapshot] = []
     first_seed: tuple[int, int] | None = None
     for solver in order:
-        mine = ok[ok["solver"] == solver].sort_values("seed")
-        for _, case in mine.iterrows():
-            run = board.runs[int(case["_run"])]
-            try:
-                arrays = RunDir(run.path).final_snapshot(str(case["case_key"]))
-            except WgfbenchError:
+        for _, case in ok[ok["solver"] == solver].sort_values("seed").iterrows():
+            run = RunDir(board.runs[int(case["_run"])].path)
+            snapshot = figs.load_snapshot(run, str(case["case_key"]), f"{solver} (seed {case['seed']})")
+            if snapshot is None:
                 continue
-            x = arrays.get("x")
-            if x is None or x.ndim != 2 or not len(x):
-                continue
-            snapshots.append(figs.Snapshot(f"{solver} (seed {case['seed']})", x, float(arrays["t"])))
-            if first_seed is None:
-                first_seed = (int(case["_run"]), int(case["seed"]))
+            snapshots.append(snapshot)
+            first_seed = first_seed or (int(case["_run"]), int(case["seed"]))
             break
     if not snapshots or first_seed is None:
         return None
-    t = snapshots[0].t
-    reference = density = None
-    host = default_host()
-    if problem in host.problems:
-        try:
-            spec = wgfbench.get_problem(problem, host)
-        except Exception:  # a problem that no longer builds still gets its snapshots drawn
-            spec = None
-        if spec is not None:
-            base_seed = board.runs[first_seed[0]].base_seed
-            seed = reference_seed(base_seed, problem, first_seed[1], t, "show")
-            n = max(figs.REFERENCE_POINTS, *(len(s.x) for s in snapshots))
-            reference = figs.reference_draw(spec, t, n, seed)
-            if snapshots[0].x.shape[1] == 1:
-                density = _density_1d(spec, t)
+    n = max(figs.REFERENCE_POINTS, *(len(s.x) for s in snapshots))
+    base_seed = board.runs[first_seed[0]].base_seed
+    reference, density = figs.reference_beside(problem, snapshots[0].t, n, base_seed, first_seed[1])
     return figs.plot_snapshots(problem, snapshots, reference, path, density)
-
-
-def _density_1d(problem: object, t: float) -> Callable[[np.ndarray], np.ndarray] | None:
-    """x ↦ the reference density at ``t`` on a 1-D grid (``None`` when it has none)."""
-    import torch
-
-    log_density = getattr(getattr(problem, "reference", None), "log_density", None)
-    if log_density is None:
-        return None
-
-    def density(grid: np.ndarray) -> np.ndarray:
-        values = log_density(float(t), torch.as_tensor(grid[:, None], dtype=torch.float64))
-        return np.exp(np.asarray(values.detach().cpu().numpy(), dtype=float).reshape(-1))
-
-    return density
 
 
 def _write(board: Leaderboard) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,34 +111,26 @@ def plot_final_snapshots(run: RunDir, cases: pd.DataFrame, path: Path) -> Path:
     """One PNG of every ok case's final snapshot beside a reference draw at its time, a block of
     rows per problem (:func:`wgfbench.reports.figures.draw_snapshots`: heat maps in 2-D, density
     curves in 1-D, radial profiles for d ≥ 3). :class:`WgfbenchError` when no case is ok."""
-    import wgfbench
-    from wgfbench.host import default_host
-    from wgfbench.seeding import reference_seed
-
     ok = cases[cases["status"] == "ok"]
     if ok.empty:
         raise WgfbenchError("no ok case to plot")
-    host = default_host()
     blocks: list[tuple[str, list[figs.Snapshot], np.ndarray | None]] = []
     for problem in dict.fromkeys(ok["problem"]):
         rows = ok[ok["problem"] == problem].sort_values(["solver", "seed"])
         snapshots = []
         for _, row in rows.iterrows():
-            arrays = run.final_snapshot(str(row["case_key"]))
-            label = f"{problem}\n{row['solver']} #{row['seed']} t={float(arrays['t']):g}"
-            snapshots.append(figs.Snapshot(label, np.asarray(arrays["x"]), float(arrays["t"])))
-        reference = None
-        if problem in host.problems:
-            try:
-                spec = wgfbench.get_problem(problem, host)
-            except Exception:  # show must work even if a problem no longer builds
-                spec = None
-            if spec is not None:
-                t = snapshots[0].t
-                seed = reference_seed(run.manifest.base_seed, problem, int(rows["seed"].iloc[0]), t, "show")
-                n = max(figs.REFERENCE_POINTS, *(len(s.x) for s in snapshots))
-                reference = figs.reference_draw(spec, t, n, seed)
+            label = f"{problem}\n{row['solver']} #{row['seed']}"
+            snapshot = figs.load_snapshot(run, str(row["case_key"]), label)
+            if snapshot is not None:
+                snapshots.append(replace(snapshot, label=f"{label} t={snapshot.t:g}"))
+        if not snapshots:
+            continue
+        n = max(figs.REFERENCE_POINTS, *(len(s.x) for s in snapshots))
+        seed = int(rows["seed"].iloc[0])
+        reference, _ = figs.reference_beside(problem, snapshots[0].t, n, run.manifest.base_seed, seed)
         blocks.append((problem, snapshots, reference))
+    if not blocks:
+        raise WgfbenchError(f"no ok case of {run.path} has a stored final snapshot to plot")
     counts = [figs.snapshot_panel_count(snaps, ref) for _, snaps, ref in blocks]
     ncols = min(figs.SNAPSHOT_PANELS_PER_ROW, max(counts))
     rows_per_block = [math.ceil(n / ncols) for n in counts]
