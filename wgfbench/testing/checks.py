@@ -36,7 +36,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from wgfbench.context import TIERS, Context, get_tier, make_generator
+from wgfbench.context import TIERS, Context, cpu_clock, get_tier, make_generator
 from wgfbench.energy import Energy, Entropy, Potential
 from wgfbench.errors import BudgetExceeded, NonFiniteOutput
 from wgfbench.problem import Problem, solver_scope
@@ -612,9 +612,10 @@ def _watch_references(problem: Problem, reads: list[str]) -> Iterator[None]:
 @dataclass
 class SolverRun:
     """One ``prepare`` + ``solve`` of a solver on a problem, as the runner does it: the trajectory
-    (``None`` when the run failed), the phases' wall times, the budget it ran under, the failure
-    (an :class:`AssertionError` naming it) and the reference methods the solver called (it must
-    call none)."""
+    (``None`` when the run failed), the phases' wall times, the CPU time it used on the budget's
+    clock (:func:`wgfbench.context.cpu_clock`, as the runner counts it, so a busy machine does not
+    fail a healthy solver), the budget it ran under, the failure (an :class:`AssertionError`
+    naming it) and the reference methods the solver called (it must call none)."""
 
     solver: str
     problem: str
@@ -625,6 +626,7 @@ class SolverRun:
     trajectory: Trajectory | None = None
     prepare_seconds: float = math.nan
     solve_seconds: float = math.nan
+    cpu_seconds: float = math.nan
     error: AssertionError | None = None
     reference_reads: list[str] = field(default_factory=list)
 
@@ -688,13 +690,14 @@ def run_solver(
         watch = solver.role == "solver"
         try:
             with _watch_references(problem, run.reference_reads) if watch else contextlib.nullcontext():
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), cpu_clock()
                 with solver_scope(solver.role):
                     solver.prepare(seen, ctx)
                     prepared = time.perf_counter()
                     run.trajectory = solver.solve(seen, ctx)
                 solved = time.perf_counter()
             run.prepare_seconds, run.solve_seconds = prepared - start, solved - prepared
+            run.cpu_seconds = cpu_clock() - cpu_start
         except BudgetExceeded as exc:
             run.error = _fail(run.prefix, f"ran over the tier budget: {exc}")
             run.error.__cause__ = exc
@@ -743,11 +746,16 @@ def check_solver_supports(solver: Solver, problem: Problem, prefix: str) -> str 
 
 
 def check_run_budget(run: SolverRun) -> None:
-    """``prepare`` + ``solve`` finished within the budget (a solver that never calls
-    ``ctx.check_budget()`` is caught here)."""
+    """``prepare`` + ``solve`` finished within the budget, counted like the runner counts it (CPU
+    seconds per torch thread: :func:`wgfbench.context.cpu_clock`); a solver that never calls
+    ``ctx.check_budget()`` is caught here."""
     run.result()
-    if run.elapsed > run.budget_seconds:
-        raise _fail(run.prefix, f"took {run.elapsed:.2f} s, over the budget of {run.budget_seconds:.1f} s")
+    if run.cpu_seconds > run.budget_seconds:
+        raise _fail(
+            run.prefix,
+            f"used {run.cpu_seconds:.2f} CPU s per thread ({run.elapsed:.2f} s of wall time), over the "
+            f"budget of {run.budget_seconds:.1f} s",
+        )
 
 
 def check_run_shapes(run: SolverRun, problem: Problem) -> None:
