@@ -56,7 +56,7 @@ def test_a_field_of_the_wrong_type_names_the_file_and_the_field(tmp_path):
 
 def test_a_directory_that_is_not_a_run_says_so(tmp_path):
     run = RunDir(tmp_path)
-    assert not run.exists
+    assert not run.has_manifest
     with pytest.raises(StoreError, match="not a wgfbench run directory"):
         _ = run.manifest
 
