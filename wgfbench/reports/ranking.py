@@ -1,10 +1,8 @@
 """Ranking statistics of the leaderboards: per-problem scores over seeds, their intervals, ranks by
 the interval rule, the at-the-floor mark, the trivial-baseline test and the performance profile.
 
-Input is one or more run directories (``manifest.json``, ``cases.parquet``, ``results.parquet`` in
-the public long schema ``run_id, solver, problem, seed, t, step, metric, value``). Runs of one tier
-may be combined (a solver run separately, a rerun of a failed case); a case ``(solver, problem,
-seed)`` present in several runs is taken from the newest run, and the leaderboard says so.
+Input is the per-seed rows of one problem, as :mod:`wgfbench.reports.leaderboard` gathers them
+from one or more run directories of a tier.
 
 Score per (row, problem) (lower is better)::
 
