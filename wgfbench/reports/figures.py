@@ -211,13 +211,11 @@ def reference_beside(
 
 def load_snapshot(run: Any, case_key: str, label: str) -> Snapshot | None:
     """The stored final snapshot of a case of ``run`` (a :class:`wgfbench.rundir.RunDir`) as a
-    :class:`Snapshot`, or ``None`` when it has none (an older run, a case that failed to store)."""
-    from wgfbench.errors import WgfbenchError
-
-    try:
-        arrays = run.final_snapshot(case_key)
-    except (WgfbenchError, OSError):
+    :class:`Snapshot`, or ``None`` when the case stored none (an older run); a damaged file raises
+    :class:`wgfbench.store.StoreError` naming it."""
+    if not run.final_snapshot_path(case_key).is_file():
         return None
+    arrays = run.final_snapshot(case_key)
     x = arrays.get("x")
     if x is None or x.ndim != 2 or not len(x):
         return None

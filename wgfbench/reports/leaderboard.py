@@ -593,7 +593,11 @@ def _snapshot_figure(board: Leaderboard, problem: str, order: list[str], path: P
     for solver in order:
         for _, case in ok[ok["solver"] == solver].sort_values("seed").iterrows():
             run = RunDir(board.runs[int(case["_run"])].path)
-            snapshot = figs.load_snapshot(run, str(case["case_key"]), f"{solver} (seed {case['seed']})")
+            try:
+                snapshot = figs.load_snapshot(run, str(case["case_key"]), f"{solver} (seed {case['seed']})")
+            except WgfbenchError as exc:  # a damaged file loses its panel, not the report
+                logger.warning("%s", exc)
+                continue
             if snapshot is None:
                 continue
             snapshots.append(snapshot)
