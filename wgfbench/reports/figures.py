@@ -287,6 +287,32 @@ def plot_snapshots(
     return save(fig, path, dpi=SNAPSHOT_DPI)
 
 
+def _profile_panel(
+    ax: Any,
+    values: np.ndarray,
+    reference: np.ndarray | None,
+    edges: np.ndarray,
+    label: str,
+    grid: np.ndarray | None = None,
+    exact: np.ndarray | None = None,
+) -> None:
+    """One panel of a 1-D density (or a radial profile): the reference draw's histogram filled in
+    grey, the exact density ``exact`` on ``grid`` in black when known, the solver's histogram as a
+    line; all as densities on the shared bin ``edges``."""
+    import seaborn as sns
+
+    common = {"bins": edges, "stat": "density", "ax": ax}
+    if reference is not None:
+        sns.histplot(
+            x=reference, element="step", fill=True, color="grey", alpha=0.35, label="reference draw", **common
+        )
+    if exact is not None and grid is not None:
+        ax.plot(grid, exact, color="black", linewidth=1.2, label="reference density")
+    sns.histplot(x=values, element="poly", fill=False, color="C0", linewidth=1.6, label=label, **common)
+    ax.set_title(label, fontsize=9)
+    ax.legend(fontsize=6)
+
+
 def draw_snapshots(
     axes: Sequence[Axes],
     snapshots: Sequence[Snapshot],
@@ -320,34 +346,9 @@ def draw_snapshots(
             except Exception:
                 exact = None
         for ax, (label, x) in zip(axes, panels, strict=False):
-            if reference is not None:
-                sns.histplot(
-                    x=reference[:, 0],
-                    bins=edges,
-                    stat="density",
-                    element="step",
-                    fill=True,
-                    color="grey",
-                    alpha=0.35,
-                    ax=ax,
-                    label="reference draw",
-                )
-            if exact is not None:
-                ax.plot(grid, exact, color="black", linewidth=1.2, label="reference density")
-            sns.histplot(
-                x=x[:, 0],
-                bins=edges,
-                stat="density",
-                element="poly",
-                fill=False,
-                color="C0",
-                linewidth=1.6,
-                ax=ax,
-                label=label,
-            )
+            reference_1d = reference[:, 0] if reference is not None else None
+            _profile_panel(ax, x[:, 0], reference_1d, edges, label, grid=grid, exact=exact)
             ax.set_xlabel("x")
-            ax.set_title(label, fontsize=9)
-            ax.legend(fontsize=6)
     elif dim == 2:
         xlim, ylim = _limits(clouds, 0), _limits(clouds, 1)
         for ax, (label, x) in zip(axes, panels, strict=False):
@@ -372,32 +373,8 @@ def draw_snapshots(
         edges = np.linspace(0.0, _limits([r[:, None] for r in radii], 0)[1], HIST_BINS + 1)
         ref_r = _radii(reference, centre) if reference is not None else None
         for ax, (label, x) in zip(axes, panels, strict=False):
-            if ref_r is not None:
-                sns.histplot(
-                    x=ref_r,
-                    bins=edges,
-                    stat="density",
-                    element="step",
-                    fill=True,
-                    color="grey",
-                    alpha=0.35,
-                    ax=ax,
-                    label="reference draw",
-                )
-            sns.histplot(
-                x=_radii(x, centre),
-                bins=edges,
-                stat="density",
-                element="poly",
-                fill=False,
-                color="C0",
-                linewidth=1.6,
-                ax=ax,
-                label=label,
-            )
+            _profile_panel(ax, _radii(x, centre), ref_r, edges, label)
             ax.set_xlabel("|x − mean of the reference|")
-            ax.set_title(label, fontsize=9)
-            ax.legend(fontsize=6)
     return {1: "density", 2: "2-D histogram"}.get(dim, f"radial profile (d = {dim})")
 
 
