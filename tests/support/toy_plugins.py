@@ -1,7 +1,9 @@
-"""The smallest problem and solver a plugin host can register: shared by the host tests and the
-bad-input table."""
+"""The smallest problem and solver a plugin host can register, and a plugin module registering
+given items: shared by the host and contract tests and the bad-input table."""
 
 from __future__ import annotations
+
+import types
 
 import wgfbench
 from wgfbench.references import DistributionPath, Gaussian
@@ -32,3 +34,26 @@ class FrozenSolver(wgfbench.Solver):
     def solve(self, problem, ctx):
         x = ctx.to(problem.initial.sample(10, ctx.cpu_generator))
         return Trajectory([ParticleSnapshot(t, x) for t in problem.times])
+
+
+def plugin_module(name: str, problems=(), solvers=()) -> types.ModuleType:
+    """A plugin module registering ``problems`` (problems or ``(name, factory)`` pairs) and
+    ``solvers``."""
+    module = types.ModuleType(name)
+
+    @wgfbench.hookimpl
+    def wgfbench_register_problems(registry):
+        for p in problems:
+            if isinstance(p, tuple):
+                registry.add(p[1], name=p[0])
+            else:
+                registry.add(p)
+
+    @wgfbench.hookimpl
+    def wgfbench_register_solvers(registry):
+        for s in solvers:
+            registry.add(s)
+
+    module.wgfbench_register_problems = wgfbench_register_problems
+    module.wgfbench_register_solvers = wgfbench_register_solvers
+    return module

@@ -10,13 +10,12 @@ import inspect
 import itertools
 import math
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
 from pydantic import PositiveInt
-from toy_plugins import FrozenSolver, tiny_problem
+from toy_plugins import FrozenSolver, plugin_module, tiny_problem
 
 import wgfbench
 from wgfbench import contract
@@ -32,27 +31,7 @@ from wgfbench.registry import ProblemRegistry, SolverRegistry
 F64 = torch.float64
 
 
-def _plugin(name: str, problems=(), solvers=()) -> types.ModuleType:
-    """A plugin module registering ``problems`` (problems or ``(name, factory)`` pairs) and
-    ``solvers``."""
-    module = types.ModuleType(name)
-
-    @wgfbench.hookimpl
-    def wgfbench_register_problems(registry):
-        for p in problems:
-            if isinstance(p, tuple):
-                registry.add(p[1], name=p[0])
-            else:
-                registry.add(p)
-
-    @wgfbench.hookimpl
-    def wgfbench_register_solvers(registry):
-        for s in solvers:
-            registry.add(s)
-
-    module.wgfbench_register_problems = wgfbench_register_problems
-    module.wgfbench_register_solvers = wgfbench_register_solvers
-    return module
+_plugin = plugin_module
 
 
 def _rule(exc_info) -> str:

@@ -10,7 +10,7 @@ from importlib import metadata
 
 import pytest
 import torch
-from toy_plugins import FrozenSolver, tiny_problem
+from toy_plugins import FrozenSolver, plugin_module, tiny_problem
 
 import wgfbench
 from wgfbench import hookspecs
@@ -27,22 +27,7 @@ BUILTIN_PLUGINS = {
 }
 
 
-def _plugin(name: str, problems=(), solvers=()) -> types.ModuleType:
-    module = types.ModuleType(name)
-
-    @wgfbench.hookimpl
-    def wgfbench_register_problems(registry):
-        for p in problems:
-            registry.add(p)
-
-    @wgfbench.hookimpl
-    def wgfbench_register_solvers(registry):
-        for s in solvers:
-            registry.add(s)
-
-    module.wgfbench_register_problems = wgfbench_register_problems
-    module.wgfbench_register_solvers = wgfbench_register_solvers
-    return module
+_plugin = plugin_module
 
 
 def test_builtins_come_through_entry_points():

@@ -382,6 +382,18 @@ def draw_snapshots(
 # Score against wall time
 
 
+def _draw_front(ax: Any, points: pd.DataFrame) -> None:
+    """The dashed Pareto front of ``points`` (columns ``seconds``, ``error``): drawn when at least
+    two points are on it (one solver faster and better than all others leaves no front)."""
+    if len(points) < 2:
+        return
+    front = points.iloc[_pareto_front(points["seconds"].to_numpy(), points["error"].to_numpy())]
+    if len(front) > 1:
+        ax.plot(
+            front["seconds"], front["error"], linestyle="--", color="black", alpha=0.5, label="Pareto front"
+        )
+
+
 def _pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices of the points not dominated (no other point is at most as slow and as bad and
     strictly better in one), sorted by x."""
@@ -438,17 +450,7 @@ def plot_pareto(problem: str, table: pd.DataFrame, path: Path) -> Path | None:
         data=points, x="seconds", y="error", hue="solver", style="role", palette=palette, s=70, ax=ax
     )
     solvers = points[points["role"] == "solver"].reset_index(drop=True)
-    if len(solvers) > 1:
-        front = solvers.iloc[_pareto_front(solvers["seconds"].to_numpy(), solvers["error"].to_numpy())]
-        if len(front) > 1:  # one solver faster and better than all others: no front to draw
-            ax.plot(
-                front["seconds"],
-                front["error"],
-                linestyle="--",
-                color="black",
-                alpha=0.5,
-                label="Pareto front",
-            )
+    _draw_front(ax, solvers)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("prepare + solve seconds (median over seeds)")
@@ -491,17 +493,7 @@ def plot_pareto_summary(per_problem: dict[str, pd.DataFrame], path: Path) -> Pat
     sns.scatterplot(
         data=medians, x="seconds", y="error", hue="solver", palette=palette, s=160, edgecolor="black", ax=ax
     )
-    if len(medians) > 1:
-        front = medians.iloc[_pareto_front(medians["seconds"].to_numpy(), medians["error"].to_numpy())]
-        if len(front) > 1:
-            ax.plot(
-                front["seconds"],
-                front["error"],
-                linestyle="--",
-                color="black",
-                alpha=0.5,
-                label="Pareto front",
-            )
+    _draw_front(ax, medians)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("prepare + solve seconds (median over problems of the median over seeds)")
